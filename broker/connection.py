@@ -1,0 +1,50 @@
+"""One broker URL, two clients: Celery's (kombu) and vmigrate's own redis-py client.
+
+Accepted forms: ``redis://[user:pass@]host:port/db``, ``rediss://...`` (TLS) and
+``redis+socket:///path/to/redis.sock?virtual_host=db`` (a Unix socket, used by the embedded broker).
+"""
+
+from __future__ import annotations
+
+import functools
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+
+from broker.settings import ConfigError
+
+
+def redis_py_url(broker_url: str) -> str:
+    """The redis-py form of a kombu broker URL."""
+    parts = urlsplit(broker_url)
+    if parts.scheme in ("redis", "rediss"):
+        return broker_url
+    if parts.scheme == "redis+socket":
+        query = parse_qs(parts.query)
+        db = query.get("virtual_host", query.get("db", ["0"]))[0]
+        return f"unix://{parts.path}?db={db}"
+    raise ConfigError(
+        f"unsupported broker URL scheme {parts.scheme!r}: use redis://, rediss:// or redis+socket://"
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def redis_client(broker_url: str) -> redis.Redis:
+    """A shared, thread-safe client (connection pool) for ``broker_url``; strings are decoded."""
+    return redis.Redis.from_url(
+        redis_py_url(broker_url),
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=25,
+        retry_on_timeout=True,
+    )
+
+
+def describe(broker_url: str) -> str:
+    """The URL with any password hidden, for logs and messages."""
+    parts = urlsplit(broker_url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return parts._replace(netloc=netloc).geturl()
+    return broker_url

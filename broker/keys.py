@@ -1,0 +1,49 @@
+"""Every Redis key vmigrate uses, built here and nowhere else.
+
+All keys share the ``vmigrate:`` prefix so an operator can see, count and ACL them at once.
+Celery's and kombu's own keys (queue lists, ``unacked``) are not built here: they belong to kombu.
+"""
+
+from __future__ import annotations
+
+PREFIX = "vmigrate"
+
+
+def host_info(host: str) -> str:
+    """JSON registration of a host: protocols, driver, capacity, software version."""
+    return f"{PREFIX}:host:{host}:info"
+
+
+def host_alive(host: str) -> str:
+    """Expiring heartbeat key; present while the host's worker is alive."""
+    return f"{PREFIX}:host:{host}:alive"
+
+
+def host_domains(host: str) -> str:
+    """JSON inventory of the domains a host runs, rewritten after every change."""
+    return f"{PREFIX}:host:{host}:domains"
+
+
+def hosts() -> str:
+    """Set of every host name that ever registered."""
+    return f"{PREFIX}:hosts"
+
+
+def migration(migration_id: str) -> str:
+    """JSON migration record: the source of truth for one migration."""
+    return f"{PREFIX}:migration:{migration_id}"
+
+
+def migrations() -> str:
+    """Sorted set of migration ids scored by creation time."""
+    return f"{PREFIX}:migrations"
+
+
+def active_domain(host: str, domain: str) -> str:
+    """Fleet-level guard: the id of the one migration that may move ``domain`` off ``host``."""
+    return f"{PREFIX}:active:{host}:{domain}"
+
+
+def reply(request_id: str) -> str:
+    """List a host pushes its answer to a control command onto (the CLI waits on it)."""
+    return f"{PREFIX}:reply:{request_id}"

@@ -1,0 +1,223 @@
+"""Running one phase on its host: claim it on the record, call the driver, hand over the result.
+
+Each phase is fenced: the message names (migration, attempt, seq); the host claims the step on the
+record with a compare-and-set before acting, so a second copy of the message does nothing. The
+driver's phase methods are themselves idempotent per migration id, so a message redelivered after a
+crash mid-phase may safely run the phase again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from tasks import flow
+from tasks.hostside import HostContext, current_host, job_for
+from tasks.protocol import Phase
+from tasks.publish import publish_poll, publish_step, release_guard
+from tasks.record import MigrationRecord
+from tasks.runtime import runtime
+from workers.drivers.base import DriverError, MigrationJob
+
+log = logging.getLogger(__name__)
+
+
+def _matches(record: MigrationRecord, message: dict[str, Any], *statuses: str) -> bool:
+    step = record.step
+    return (
+        step is not None
+        and record.attempt == message["attempt"]
+        and step.seq == message["seq"]
+        and step.status in statuses
+    )
+
+
+def _claim(
+    record: MigrationRecord, message: dict[str, Any], host: str, redelivered: bool
+) -> bool | None:
+    if _matches(record, message, "sent"):
+        flow.open_phase(record, host)
+        return True
+    if redelivered and _matches(record, message, "running") and record.phases[-1].host == host:
+        return True  # our own earlier copy died mid-phase: run it again (the driver is idempotent)
+    return None
+
+
+def run_phase(message: dict[str, Any], redelivered: bool = False) -> str:
+    """Entry point of the phase task on a host. Returns what happened, for logs and tests."""
+    ctx = current_host()
+    claimed = runtime().store.update(
+        message["migration"], lambda r: _claim(r, message, ctx.host, redelivered)
+    )
+    if claimed is None:
+        log.info("ignoring stale or duplicate phase message %s", message)
+        return "ignored"
+    record = claimed[0]
+    phase = Phase(message["phase"])
+    outcome = _execute(ctx, record, phase, message["cancelled"])
+    if phase == Phase.PERFORM and outcome.ok and not message["cancelled"]:
+        _start_polling(record, message, ctx.host)
+    else:
+        complete(record.id, message["seq"], outcome)
+    ctx.publish_inventory()
+    return "ok" if outcome.ok else "failed"
+
+
+def _execute(
+    ctx: HostContext, record: MigrationRecord, phase: Phase, cancelled: bool
+) -> flow.Outcome:
+    assert record.protocol is not None
+    job = job_for(record, phase)
+    compensating = cancelled or phase in (Phase.ABORT_INCOMING, Phase.DESTROY_SOURCE)
+    if not compensating and record.protocol not in ctx.protocols:
+        return _failure(
+            "VERSION_UNSUPPORTED",
+            f"host {ctx.host} does not support migration protocol v{record.protocol} "
+            f"(it supports {sorted(ctx.protocols)})",
+        )
+    try:
+        outputs = PHASES[phase](ctx, job, record, cancelled)
+    except DriverError as exc:
+        return _failure(exc.code, str(exc))
+    except ValueError as exc:  # invalid XML or knobs that reached the driver
+        return _failure(getattr(exc, "code", "INVALID_INPUT"), str(exc))
+    return flow.Outcome(True, outputs)
+
+
+def _failure(code: str, message: str) -> flow.Outcome:
+    return flow.Outcome(False, error={"code": code, "message": message})
+
+
+def _start_polling(record: MigrationRecord, message: dict[str, Any], host: str) -> None:
+    def mark(r: MigrationRecord) -> bool | None:
+        if not _matches(r, message, "running"):
+            return None
+        assert r.step is not None
+        r.step.status, r.step.poll = "polling", 0
+        return True
+
+    marked = runtime().store.update(record.id, mark)
+    if marked:
+        publish_poll(marked[0], host)
+
+
+def _this_poll(record: MigrationRecord | None, message: dict[str, Any]) -> bool:
+    return (
+        record is not None
+        and _matches(record, message, "polling")
+        and record.step is not None
+        and record.step.poll == message["poll"]
+    )
+
+
+def run_poll(message: dict[str, Any]) -> str:
+    """Poll an outgoing transfer once; republish the poll, or complete Perform."""
+    ctx = current_host()
+    record = runtime().store.get(message["migration"])
+    if record is None or not _this_poll(record, message):
+        return "ignored"
+    status = ctx.driver.perform_status(job_for(record, Phase.PERFORM))
+    if not status.done:
+
+        def bump(r: MigrationRecord) -> bool | None:
+            if not _this_poll(r, message) or r.step is None:
+                return None
+            r.step.poll += 1
+            r.progress = status.progress
+            return True
+
+        bumped = runtime().store.update(record.id, bump)
+        if bumped:
+            publish_poll(bumped[0], ctx.host)
+        return "polling"
+    if status.error is not None:
+        outcome = _failure(status.error.code, str(status.error))
+    else:
+        outcome = flow.Outcome(True, {"cookie": status.cookie, "progress": status.progress})
+    complete(record.id, message["seq"], outcome)
+    ctx.publish_inventory()
+    return "done"
+
+
+def complete(migration_id: str, seq: int, outcome: flow.Outcome) -> None:
+    """Apply a phase outcome to the record and publish whatever comes next."""
+
+    def apply(r: MigrationRecord) -> tuple[Any] | None:
+        if r.step is None or r.step.seq != seq or r.step.status not in ("running", "polling"):
+            return None
+        return (flow.advance(r, outcome),)
+
+    applied = runtime().store.update(migration_id, apply)
+    if applied is None:
+        return
+    record, (following,) = applied
+    if following is not None:
+        publish_step(record)
+    elif record.terminal:
+        release_guard(record)
+
+
+# The driver call of each phase: (context, job, record, cancelled) -> outputs for the record.
+def _dumpxml(ctx: HostContext, job: MigrationJob, r: MigrationRecord, _: bool) -> dict[str, Any]:
+    state = next((d.state for d in ctx.driver.list_domains() if d.name == job.domain), None)
+    return {"xml": ctx.driver.domain_xml(job.domain), "state": state}
+
+
+def _begin(ctx: HostContext, job: MigrationJob, r: MigrationRecord, _: bool) -> dict[str, Any]:
+    result = ctx.driver.begin(job, r.xml)
+    return {"xml": result.xml, "cookie": result.cookie, "state": result.state}
+
+
+def _prepare(ctx: HostContext, job: MigrationJob, r: MigrationRecord, _: bool) -> dict[str, Any]:
+    cookie = r.exchange.get("cookie") if job.version == 3 else None
+    dom_xml = None if job.version == 1 else r.exchange["dom_xml"]
+    result = ctx.driver.prepare(job, cookie, dom_xml)
+    return {"uri": result.uri, "cookie": result.cookie}
+
+
+def _perform(ctx: HostContext, job: MigrationJob, r: MigrationRecord, _: bool) -> dict[str, Any]:
+    ctx.driver.perform(job, r.exchange.get("cookie"), r.exchange["uri"])
+    return {}
+
+
+def _finish(
+    ctx: HostContext, job: MigrationJob, r: MigrationRecord, cancelled: bool
+) -> dict[str, Any]:
+    cookie = None if job.version == 2 else r.exchange.get("cookie")
+    return {"cookie": ctx.driver.finish(job, cookie, cancelled)}
+
+
+def _confirm(
+    ctx: HostContext, job: MigrationJob, r: MigrationRecord, cancelled: bool
+) -> dict[str, Any]:
+    ctx.driver.confirm(job, r.exchange.get("cookie"), cancelled)
+    return {}
+
+
+def _abort_incoming(
+    ctx: HostContext, job: MigrationJob, r: MigrationRecord, _: bool
+) -> dict[str, Any]:
+    ctx.driver.abort_incoming(job)
+    return {}
+
+
+def _destroy_source(
+    ctx: HostContext, job: MigrationJob, r: MigrationRecord, _: bool
+) -> dict[str, Any]:
+    ctx.driver.destroy_source(job)
+    return {}
+
+
+PHASES: dict[
+    Phase, Callable[[HostContext, MigrationJob, MigrationRecord, bool], dict[str, Any]]
+] = {
+    Phase.DUMPXML: _dumpxml,
+    Phase.BEGIN: _begin,
+    Phase.PREPARE: _prepare,
+    Phase.PERFORM: _perform,
+    Phase.FINISH: _finish,
+    Phase.CONFIRM: _confirm,
+    Phase.ABORT_INCOMING: _abort_incoming,
+    Phase.DESTROY_SOURCE: _destroy_source,
+}

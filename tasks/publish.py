@@ -1,0 +1,66 @@
+"""Publishing: every vmigrate message goes out here, by task name, to an explicit queue.
+
+Tasks never wait on each other's results: each one publishes the next and returns.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from broker import keys
+from broker.queues import DISPATCHER, host_queue
+from tasks import flow
+from tasks.protocol import Phase, Step
+from tasks.record import MigrationRecord
+from tasks.runtime import runtime
+
+PHASE_TASK = "vmigrate.host.phase"
+POLL_TASK = "vmigrate.host.poll"
+CONTROL_TASK = "vmigrate.host.control"
+START_TASK = "vmigrate.dispatcher.start"
+SUBMIT_TASK = "vmigrate.submit"
+
+_RELEASE_GUARD = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def phase_message(record: MigrationRecord) -> dict[str, Any]:
+    assert record.step is not None
+    return {
+        "migration": record.id,
+        "attempt": record.attempt,
+        "seq": record.step.seq,
+        "phase": record.step.phase,
+        "cancelled": record.step.cancelled,
+    }
+
+
+def publish_step(record: MigrationRecord) -> None:
+    """Send the step in flight to the host that runs it."""
+    assert record.step is not None
+    step = Step(Phase(record.step.phase), record.step.cancelled)
+    queue = host_queue(flow.host_of(record, step))
+    runtime().app.send_task(PHASE_TASK, args=[phase_message(record)], queue=queue)
+
+
+def publish_poll(record: MigrationRecord, host: str) -> None:
+    assert record.step is not None
+    message = {**phase_message(record), "poll": record.step.poll}
+    runtime().app.send_task(
+        POLL_TASK,
+        args=[message],
+        queue=host_queue(host),
+        countdown=runtime().settings.poll_interval,
+    )
+
+
+def publish_start(migration_id: str) -> None:
+    runtime().app.send_task(START_TASK, args=[migration_id], queue=DISPATCHER)
+
+
+def release_guard(record: MigrationRecord) -> None:
+    """Let the next migration of this domain in (only if this migration still holds the guard)."""
+    client = runtime().redis
+    client.eval(_RELEASE_GUARD, 1, keys.active_domain(record.source, record.domain), record.id)

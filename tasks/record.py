@@ -1,0 +1,106 @@
+"""The migration record: what a user reads with ``vmigrate show``, and the source of truth.
+
+``step`` is the one phase message in flight. Its ``seq`` and the record's ``attempt`` are the
+fencing token every phase task checks before it acts, so a redelivered or duplicated message, or
+one from an abandoned attempt, changes nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from tasks.states import State, check_transition
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def new_migration_id() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class PhaseRun:
+    name: str
+    host: str
+    version: int
+    cancelled: bool = False
+    started: str | None = None
+    ended: str | None = None
+    outcome: str = "running"  # running | ok | failed
+    error: dict[str, str] | None = None
+
+
+@dataclass
+class StepState:
+    seq: int
+    phase: str
+    cancelled: bool
+    status: str = "sent"  # sent | running | polling | done
+    poll: int = 0
+    sent_at: str = field(default_factory=now_iso)
+
+
+@dataclass
+class MigrationRecord:
+    id: str
+    domain: str
+    source: str
+    destination: str
+    dname: str | None = None
+    flags: list[str] = field(default_factory=list)
+    bandwidth: int | None = None
+    xml: str | None = None  # the destination XML the user asked for (v3 only)
+    protocol: int | None = None
+    candidates: list[int] = field(default_factory=list)
+    state: str = State.PENDING.value
+    attempt: int = 0
+    step: StepState | None = None
+    phases: list[PhaseRun] = field(default_factory=list)
+    progress: dict[str, float] = field(default_factory=dict)
+    error: dict[str, str] | None = None
+    warnings: list[str] = field(default_factory=list)
+    vm_host: str | None = None
+    fallback_to: int | None = None
+    exchange: dict[str, Any] = field(default_factory=dict)  # cookie, uri, dom_xml between phases
+    created: str = field(default_factory=now_iso)
+    updated: str = field(default_factory=now_iso)
+
+    def __post_init__(self) -> None:
+        if self.vm_host is None:
+            self.vm_host = self.source
+
+    @property
+    def terminal(self) -> bool:
+        return State(self.state) in {State.COMPLETED, State.FAILED, State.CANCELLED, State.EXPIRED}
+
+    def move_to(self, new: State) -> None:
+        self.state = check_transition(State(self.state), new).value
+        self.updated = now_iso()
+
+    def public(self) -> dict[str, Any]:
+        """The object ``vmigrate show --json`` prints (the exchange stays internal)."""
+        data = dataclasses.asdict(self)
+        data.pop("exchange")
+        data.pop("candidates")
+        data.pop("fallback_to")
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> MigrationRecord:
+        data = json.loads(text)
+        step = data.pop("step")
+        phases = data.pop("phases")
+        record = cls(**data)
+        record.step = StepState(**step) if step else None
+        record.phases = [PhaseRun(**p) for p in phases]
+        return record

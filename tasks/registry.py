@@ -1,0 +1,81 @@
+"""The host registry: who is in the fleet, what each host speaks, and what it runs.
+
+A host writes its registration when its worker starts and refreshes an expiring ``alive`` key on
+every heartbeat; when heartbeats stop the key expires and the host shows as dead. The registration
+itself stays, so an operator still sees a dead host, and it can be stale (a host downgraded since):
+phases therefore re-check the version on the host itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import redis
+
+from broker import keys
+from tasks.record import now_iso
+
+SOFTWARE_VERSION = "0.1.0"
+
+
+@dataclass
+class HostInfo:
+    name: str
+    protocols: list[int]
+    driver: str
+    memory_mib: int
+    vcpus: int
+    host_uuid: str
+    version: str = SOFTWARE_VERSION
+    registered: str = field(default_factory=now_iso)
+    alive: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def register(client: redis.Redis, info: HostInfo, ttl: float) -> None:
+    data = {k: v for k, v in info.as_dict().items() if k != "alive"}
+    with client.pipeline() as pipe:
+        pipe.set(keys.host_info(info.name), json.dumps(data))
+        pipe.sadd(keys.hosts(), info.name)
+        pipe.set(keys.host_alive(info.name), now_iso(), px=int(ttl * 1000))
+        pipe.execute()
+
+
+def heartbeat(client: redis.Redis, host: str, ttl: float) -> None:
+    client.set(keys.host_alive(host), now_iso(), px=int(ttl * 1000))
+
+
+def unregister_alive(client: redis.Redis, host: str) -> None:
+    client.delete(keys.host_alive(host))
+
+
+def get_host(client: redis.Redis, name: str) -> HostInfo | None:
+    with client.pipeline() as pipe:
+        pipe.get(keys.host_info(name))
+        pipe.exists(keys.host_alive(name))
+        text, alive = pipe.execute()
+    if not text:
+        return None
+    return HostInfo(**json.loads(text), alive=bool(alive))
+
+
+def list_hosts(client: redis.Redis) -> list[HostInfo]:
+    names = sorted(client.smembers(keys.hosts()))
+    hosts = [get_host(client, name) for name in names]
+    return [h for h in hosts if h is not None]
+
+
+def publish_inventory(client: redis.Redis, host: str, domains: list[dict[str, Any]]) -> None:
+    client.set(keys.host_domains(host), json.dumps({"updated": now_iso(), "domains": domains}))
+
+
+def read_inventory(client: redis.Redis, host: str) -> list[dict[str, Any]] | None:
+    text = client.get(keys.host_domains(host))
+    if not text:
+        return None
+    domains: list[dict[str, Any]] = json.loads(text)["domains"]
+    return domains

@@ -1,0 +1,79 @@
+"""Migration records in Redis, changed only by compare-and-set (WATCH/MULTI).
+
+``update`` re-reads the record, applies a pure function, and writes it back only if nobody
+changed it meanwhile; the function may refuse (return None) when the record is not in the
+state it expects.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+from broker import keys
+from tasks.record import MigrationRecord
+
+T = TypeVar("T")
+
+
+class RecordStore:
+    def __init__(self, client: redis.Redis, record_ttl: int) -> None:
+        self.redis = client
+        self.record_ttl = record_ttl
+
+    def get(self, migration_id: str) -> MigrationRecord | None:
+        text = self.redis.get(keys.migration(migration_id))
+        return MigrationRecord.from_json(text) if text else None
+
+    def create(self, record: MigrationRecord) -> bool:
+        """Store a new record; False if the id exists already (duplicate submission)."""
+        created = self.redis.set(keys.migration(record.id), record.to_json(), nx=True)
+        if not created:
+            return False
+        score = _epoch(record.created)
+        self.redis.zadd(keys.migrations(), {record.id: score})
+        return True
+
+    def update(
+        self, migration_id: str, change: Callable[[MigrationRecord], T | None]
+    ) -> tuple[MigrationRecord, T] | None:
+        """Apply ``change`` atomically. Returns (record, change's result), or None if it refused."""
+        key = keys.migration(migration_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    text = pipe.get(key)
+                    if not text:
+                        pipe.unwatch()
+                        return None
+                    record = MigrationRecord.from_json(text)
+                    result = change(record)
+                    if result is None:
+                        pipe.unwatch()
+                        return None
+                    pipe.multi()
+                    pipe.set(key, record.to_json())
+                    if record.terminal:
+                        pipe.expire(key, self.record_ttl)
+                    pipe.execute()
+                    return record, result
+                except redis.WatchError:
+                    continue
+
+    def list_ids(self, limit: int = 1000) -> list[str]:
+        return list(self.redis.zrevrange(keys.migrations(), 0, limit - 1))
+
+    def list(self, limit: int = 1000) -> list[MigrationRecord]:
+        ids = self.list_ids(limit)
+        if not ids:
+            return []
+        texts = self.redis.mget([keys.migration(i) for i in ids])
+        return [MigrationRecord.from_json(t) for t in texts if t]
+
+
+def _epoch(iso: str) -> float:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -1,0 +1,168 @@
+"""``vmigrate``: the command line. Every reporting command takes ``--json`` for other programs.
+
+Exit codes: 0 success; 1 the migration ended but did not complete (``--wait``); 2 the request was
+refused or invalid (nothing ran); 3 the broker or a host could not be reached.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from vmigrate import commands
+
+EXIT_REFUSED = 2
+EXIT_UNREACHABLE = 3
+
+
+def _protocols(text: str) -> frozenset[int]:
+    try:
+        versions = frozenset(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"protocols must be like 1,2,3, not {text!r}") from None
+    if not versions or not versions <= {1, 2, 3}:
+        raise argparse.ArgumentTypeError("protocol versions are 1, 2 and 3")
+    return versions
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, not {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, not {value}")
+    return value
+
+
+def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("worker", help="run the worker of one host")
+    p.add_argument("--host", required=True, help="this host's name in the fleet")
+    p.add_argument("--driver", default="sim", choices=["sim"], help="hypervisor driver")
+    p.add_argument(
+        "--protocols",
+        type=_protocols,
+        default=frozenset({1, 2, 3}),
+        help="protocol versions to offer, e.g. 1 for a legacy host (default 1,2,3)",
+    )
+    p.add_argument("--state-dir", type=Path, help="where the host keeps its VMs")
+    p.add_argument(
+        "--link-mibps",
+        type=_positive_float,
+        default=100000.0,
+        help="sim: link bandwidth in MiB/s (default fast enough that nobody waits)",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=1.0,
+        help="sim: real seconds per simulated second",
+    )
+    p.add_argument("--memory-mib", type=_positive_int, default=262144, help="sim: host memory")
+    p.add_argument("--host-uuid", help="sim: host uuid (default: generated once, kept in state)")
+    p.add_argument("--loglevel", default="WARNING")
+
+
+def _add_migrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("migrate", help="migrate a domain between hosts")
+    p.add_argument("domain")
+    p.add_argument("--from", dest="source", required=True)
+    p.add_argument("--to", dest="destination", required=True)
+    p.add_argument("--dname", help="new name on the destination")
+    p.add_argument("--xml", type=Path, help="destination XML (v3 only; must keep the guest ABI)")
+    p.add_argument("--bandwidth", type=_positive_int, help="MiB/s")
+    p.add_argument("--id", help="choose the migration id (default: a new uuid)")
+    for flag in (
+        "live",
+        "paused",
+        "persist",
+        "undefine-source",
+        "offline",
+        "auto-converge",
+        "abort-on-error",
+        "postcopy",
+    ):
+        p.add_argument(f"--{flag}", action="store_true")
+    p.add_argument("--wait", action="store_true", help="show progress and wait for the end")
+    p.add_argument("--json", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vmigrate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_worker(sub)
+    p = sub.add_parser("dispatcher", help="run a dispatcher process")
+    p.add_argument("--loglevel", default="WARNING")
+    p = sub.add_parser("hosts", help="list hosts")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("define", help="define a domain on a host")
+    p.add_argument("host")
+    p.add_argument("file", type=Path)
+    p.add_argument("--start", action="store_true")
+    p = sub.add_parser("start", help="start a defined domain")
+    p.add_argument("host")
+    p.add_argument("name")
+    p = sub.add_parser("domains", help="list a host's domains")
+    p.add_argument("host")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("dumpxml", help="print a domain's XML")
+    p.add_argument("host")
+    p.add_argument("name")
+    _add_migrate(sub)
+    p = sub.add_parser("show", help="show one migration")
+    p.add_argument("id")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("list", help="list migrations, newest first")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--limit", type=_positive_int, default=100)
+    p = sub.add_parser("demo", help="run a small fleet on an embedded broker and migrate VMs")
+    p.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
+    sub.add_parser("embedded-stop", help="stop the embedded broker of VMIGRATE_HOME")
+    return parser
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "worker": commands.worker,
+    "dispatcher": commands.dispatcher,
+    "hosts": commands.hosts,
+    "define": commands.define,
+    "start": commands.start,
+    "domains": commands.domains,
+    "dumpxml": commands.dumpxml,
+    "migrate": commands.migrate,
+    "show": commands.show,
+    "list": commands.list_migrations,
+    "demo": commands.demo,
+    "embedded-stop": commands.embedded_stop,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from tasks.errors import VMigrateError  # noqa: PLC0415 (after argument errors, before work)
+
+    try:
+        return HANDLERS[args.command](args)
+    except VMigrateError as exc:
+        print(f"vmigrate: {exc.message} [{exc.code}]", file=sys.stderr)
+        return EXIT_UNREACHABLE if exc.code in commands.UNREACHABLE else EXIT_REFUSED
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

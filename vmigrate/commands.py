@@ -1,0 +1,222 @@
+"""What each ``vmigrate`` command does: plain functions over the library (printing: output.py)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from vmigrate import output
+
+UNREACHABLE = frozenset({"BROKER_UNREACHABLE", "HOST_TIMEOUT"})
+FLAG_OPTIONS = {
+    "live": "live",
+    "paused": "paused",
+    "persist": "persist",
+    "undefine_source": "undefine_source",
+    "offline": "offline",
+    "auto_converge": "auto_converge",
+    "abort_on_error": "abort_on_error",
+    "postcopy": "postcopy",
+}
+
+
+def connect() -> Any:
+    """Attach to the broker (starting the embedded one if none is configured)."""
+    import redis  # noqa: PLC0415
+
+    from broker.app import home_directory  # noqa: PLC0415
+    from broker.embedded import ensure_embedded  # noqa: PLC0415
+    from broker.settings import load_settings  # noqa: PLC0415
+    from tasks.errors import VMigrateError  # noqa: PLC0415
+    from tasks.runtime import runtime  # noqa: PLC0415
+
+    if not load_settings().broker_url:
+        ensure_embedded(home_directory() / "embedded")
+    rt = runtime()
+    try:
+        rt.redis.ping()
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise VMigrateError("BROKER_UNREACHABLE", f"cannot reach the broker: {exc}") from None
+    return rt
+
+
+def worker(args: argparse.Namespace) -> int:
+    from broker.app import home_directory  # noqa: PLC0415
+    from workers.host import HostOptions, run_host_worker  # noqa: PLC0415
+
+    connect()
+    options = HostOptions(
+        host=args.host,
+        driver=args.driver,
+        protocols=args.protocols,
+        state_dir=args.state_dir,
+        link_mibps=args.link_mibps,
+        time_scale=args.time_scale,
+        memory_mib=args.memory_mib,
+        host_uuid=args.host_uuid,
+        loglevel=args.loglevel,
+    )
+    run_host_worker(options, home_directory())
+    return 0
+
+
+def dispatcher(args: argparse.Namespace) -> int:
+    from workers.host import run_dispatcher  # noqa: PLC0415
+
+    connect()
+    run_dispatcher(args.loglevel)
+    return 0
+
+
+def hosts(args: argparse.Namespace) -> int:
+    from tasks.registry import list_hosts  # noqa: PLC0415
+
+    found = [h.as_dict() for h in list_hosts(connect().redis)]
+    output.emit(found, args.json, output.hosts_table)
+    return 0
+
+
+def define(args: argparse.Namespace) -> int:
+    from tasks.control import call_host  # noqa: PLC0415
+    from tasks.errors import VMigrateError  # noqa: PLC0415
+
+    connect()
+    try:
+        xml = args.file.read_text()
+    except OSError as exc:
+        raise VMigrateError("FILE_UNREADABLE", f"cannot read {args.file}: {exc}") from None
+    info = call_host(args.host, "define", {"xml": xml})
+    print(f"Domain '{info['name']}' defined on {args.host} (uuid {info['uuid']})")
+    if args.start:
+        info = call_host(args.host, "start", {"name": info["name"]})
+        print(f"Domain '{info['name']}' started on {args.host}")
+    return 0
+
+
+def start(args: argparse.Namespace) -> int:
+    from tasks.control import call_host  # noqa: PLC0415
+
+    connect()
+    info = call_host(args.host, "start", {"name": args.name})
+    print(f"Domain '{info['name']}' started on {args.host}")
+    return 0
+
+
+def domains(args: argparse.Namespace) -> int:
+    from tasks.errors import VMigrateError  # noqa: PLC0415
+    from tasks.registry import get_host, read_inventory  # noqa: PLC0415
+
+    client = connect().redis
+    info = get_host(client, args.host)
+    if info is None:
+        raise VMigrateError("HOST_UNKNOWN", f"host {args.host!r} is not registered")
+    if not info.alive:
+        print(
+            f"vmigrate: warning: host {args.host!r} is not alive; this is its last known inventory",
+            file=sys.stderr,
+        )
+    output.emit(read_inventory(client, args.host) or [], args.json, output.domains_table)
+    return 0
+
+
+def dumpxml(args: argparse.Namespace) -> int:
+    from tasks.control import call_host  # noqa: PLC0415
+
+    connect()
+    print(call_host(args.host, "dumpxml", {"name": args.name}))
+    return 0
+
+
+def _request(args: argparse.Namespace) -> Any:
+    from tasks.errors import Refused  # noqa: PLC0415
+    from tasks.submission import MigrationRequest  # noqa: PLC0415
+
+    xml = None
+    if args.xml is not None:
+        try:
+            xml = args.xml.read_text()
+        except OSError as exc:
+            raise Refused("FILE_UNREADABLE", f"cannot read {args.xml}: {exc}") from None
+    flags = sorted(name for option, name in FLAG_OPTIONS.items() if getattr(args, option))
+    return MigrationRequest(
+        domain=args.domain,
+        source=args.source,
+        destination=args.destination,
+        dname=args.dname,
+        xml=xml,
+        flags=flags,
+        bandwidth=args.bandwidth,
+        id=args.id,
+    )
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from tasks.submission import submit  # noqa: PLC0415
+
+    rt = connect()
+    record = submit(_request(args))
+    if not args.wait:
+        if args.json:
+            output.print_json(record.public())
+        else:
+            print(record.id)
+        return 0
+    if not args.json:
+        print(record.id)
+    final = wait_for(rt.store, record.id, progress=not args.json)
+    if args.json:
+        output.print_json(final.public())
+    else:
+        print(output.record_text(final))
+    return 0 if final.state == "completed" else 1
+
+
+def wait_for(store: Any, migration_id: str, progress: bool, interval: float = 0.1) -> Any:
+    """Follow a migration until it ends, printing each change of state and progress to stderr."""
+    last = None
+    while True:
+        record = store.get(migration_id)
+        seen = (record.state, int(record.progress.get("percent", 0)))
+        if progress and seen != last:
+            print(output.progress_line(record), file=sys.stderr)
+            last = seen
+        if record.terminal:
+            return record
+        time.sleep(interval)
+
+
+def show(args: argparse.Namespace) -> int:
+    from tasks.errors import VMigrateError  # noqa: PLC0415
+
+    record = connect().store.get(args.id)
+    if record is None:
+        raise VMigrateError("MIGRATION_UNKNOWN", f"no migration with id {args.id!r}")
+    if args.json:
+        output.print_json(record.public())
+    else:
+        print(output.record_text(record))
+    return 0
+
+
+def list_migrations(args: argparse.Namespace) -> int:
+    records = [r.public() for r in connect().store.list(args.limit)]
+    output.emit(records, args.json, output.migrations_table)
+    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    from vmigrate.demo import run_demo  # noqa: PLC0415
+
+    return run_demo(keep=args.keep)
+
+
+def embedded_stop(args: argparse.Namespace) -> int:
+    from broker.app import home_directory  # noqa: PLC0415
+    from broker.embedded import stop_embedded  # noqa: PLC0415
+
+    stop_embedded(home_directory() / "embedded")
+    print(json.dumps({"stopped": str(home_directory() / "embedded")}))
+    return 0

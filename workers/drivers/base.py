@@ -1,0 +1,187 @@
+"""The hypervisor driver interface: one method per migration phase and side, as nova's virt driver.
+
+Drivers know nothing of Celery, Redis or the fleet. They receive a ``MigrationJob`` (plain data from
+the phase message) and return plain results. Every phase method is idempotent for one migration id:
+called again with the same job it returns the same result and does nothing twice.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Literal
+
+DomainState = Literal["running", "paused", "shutoff"]
+
+# libvirt's migration flag names, as vmigrate spells them on the wire.
+LIVE = "live"
+PAUSED = "paused"
+PERSIST_DEST = "persist"
+UNDEFINE_SOURCE = "undefine_source"
+OFFLINE = "offline"
+ABORT_ON_ERROR = "abort_on_error"
+AUTO_CONVERGE = "auto_converge"
+POSTCOPY = "postcopy"
+
+
+class DriverError(Exception):
+    """A phase failed. ``code`` is stable and machine-readable; the message is a sentence."""
+
+    code = "DRIVER_ERROR"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class VersionUnsupported(DriverError):
+    code = "VERSION_UNSUPPORTED"
+
+
+class DomainNotFound(DriverError):
+    code = "DOMAIN_NOT_FOUND"
+
+
+class JobBusy(DriverError):
+    code = "MIGRATION_JOB_BUSY"
+
+
+class NoCapacity(DriverError):
+    code = "NO_CAPACITY"
+
+
+class DomainConflict(DriverError):
+    code = "DOMAIN_CONFLICT"
+
+
+class InjectedFault(DriverError):
+    code = "INJECTED_FAULT"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    driver: str
+    protocols: frozenset[int]
+    memory_mib: int
+    vcpus: int
+    offline: bool = True
+
+
+@dataclass(frozen=True)
+class DomainInfo:
+    name: str
+    uuid: str
+    state: DomainState
+    memory_kib: int
+    vcpus: int
+    persistent: bool
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "uuid": self.uuid,
+            "state": self.state,
+            "memory_kib": self.memory_kib,
+            "vcpus": self.vcpus,
+            "persistent": self.persistent,
+        }
+
+
+@dataclass(frozen=True)
+class MigrationJob:
+    """What every phase knows about the migration it serves."""
+
+    migration_id: str
+    version: int
+    domain: str
+    source: str
+    destination: str
+    dname: str | None = None
+    flags: frozenset[str] = frozenset()
+    bandwidth_mibps: int | None = None
+
+    @property
+    def dest_name(self) -> str:
+        return self.dname or self.domain
+
+
+@dataclass(frozen=True)
+class BeginResult:
+    xml: str
+    cookie: str
+    state: DomainState
+
+
+@dataclass(frozen=True)
+class PrepareResult:
+    uri: str
+    cookie: str | None
+
+
+@dataclass(frozen=True)
+class TransferStatus:
+    """Progress of an outgoing migration; ``done`` and ``error`` are final."""
+
+    done: bool
+    error: DriverError | None = None
+    progress: dict[str, float] = field(default_factory=dict)
+    cookie: str | None = None
+
+
+class Driver(abc.ABC):
+    """One hypervisor on one host."""
+
+    @abc.abstractmethod
+    def capabilities(self) -> Capabilities: ...
+
+    @property
+    @abc.abstractmethod
+    def host_uuid(self) -> str: ...
+
+    # Domain management -------------------------------------------------------------------
+    @abc.abstractmethod
+    def define(self, xml: str) -> DomainInfo: ...
+
+    @abc.abstractmethod
+    def start(self, name: str) -> DomainInfo: ...
+
+    @abc.abstractmethod
+    def list_domains(self) -> list[DomainInfo]: ...
+
+    @abc.abstractmethod
+    def domain_xml(self, name: str) -> str: ...
+
+    # Source side --------------------------------------------------------------------------
+    @abc.abstractmethod
+    def begin(self, job: MigrationJob, xmlin: str | None) -> BeginResult:
+        """v3: take the outgoing job, return the XML to send and cookie A."""
+
+    @abc.abstractmethod
+    def perform(self, job: MigrationJob, cookie: str | None, uri: str) -> None:
+        """Start sending the domain to ``uri``; return at once (progress is polled)."""
+
+    @abc.abstractmethod
+    def perform_status(self, job: MigrationJob) -> TransferStatus:
+        """Poll the outgoing transfer started by ``perform``."""
+
+    @abc.abstractmethod
+    def confirm(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> None:
+        """v3: end the source domain, or resume it when ``cancelled``."""
+
+    @abc.abstractmethod
+    def destroy_source(self, job: MigrationJob) -> None:
+        """Roll forward: the destination owns the VM, so end the source copy by force."""
+
+    # Destination side --------------------------------------------------------------------
+    @abc.abstractmethod
+    def prepare(self, job: MigrationJob, cookie: str | None, dom_xml: str | None) -> PrepareResult:
+        """Get ready to receive; ``dom_xml`` is None in v1 (the stream carries it)."""
+
+    @abc.abstractmethod
+    def finish(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> str | None:
+        """Start the received domain (returns a cookie), or destroy it when ``cancelled``."""
+
+    @abc.abstractmethod
+    def abort_incoming(self, job: MigrationJob) -> None:
+        """Remove whatever Prepare created for ``job`` (v1 has no cancelled Finish)."""

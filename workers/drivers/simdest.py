@@ -1,0 +1,190 @@
+"""The sim driver's destination side: Prepare (reserve, open a port), Finish, and cleanup."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from workers import domxml, safexml
+from workers.drivers import stream
+from workers.drivers.base import (
+    OFFLINE,
+    PAUSED,
+    PERSIST_DEST,
+    DomainConflict,
+    DriverError,
+    InjectedFault,
+    JobBusy,
+    MigrationJob,
+    NoCapacity,
+    PrepareResult,
+)
+from workers.drivers.simbase import SimBase
+from workers.drivers.simknobs import read_knobs
+
+
+class SimDestination(SimBase):
+    def _check_conflicts(self, name: str, uuid: str | None, migration_id: str) -> None:
+        """libvirt's virDomainObjListAdd checks: same name or uuid already here."""
+        existing = self.state.domains.get(name)
+        if existing is not None:
+            if existing["state"] != "shutoff":
+                raise DomainConflict(f"domain '{name}' is already active on {self.config.host}")
+            if uuid and existing["uuid"] != uuid:
+                raise DomainConflict(f"domain '{name}' already exists with uuid {existing['uuid']}")
+        for other, dom in self.state.domains.items():
+            if uuid and dom["uuid"] == uuid and other != name:
+                raise DomainConflict(f"domain '{other}' is already defined with uuid {uuid}")
+        if self.state.incoming_for(name) not in (None, migration_id):
+            raise JobBusy(f"domain '{name}' is already processing an incoming migration")
+
+    def _check_room(self, memory_kib: int) -> None:
+        if self.state.reserved_memory_kib() + memory_kib > self.config.memory_mib * 1024:
+            raise NoCapacity(
+                f"host {self.config.host} has not enough free memory for {memory_kib // 1024} MiB"
+            )
+
+    def prepare(self, job: MigrationJob, cookie: str | None, dom_xml: str | None) -> PrepareResult:
+        with self.state.change() as s:
+            known = s.incoming.get(job.migration_id)
+            if known and known["status"] in ("prepared", "received"):
+                return PrepareResult(known["uri"], known["cookie"])
+            incoming: dict[str, Any] = {
+                "name": job.dest_name,
+                "origname": job.domain,
+                "uuid": None,
+                "xml": None,
+                "memory_kib": 0,
+            }
+            if dom_xml is not None:
+                dom = domxml.parse_domain(dom_xml)
+                if job.version == 3:
+                    self._check_cookie(cookie, "prepare", job.domain, dom.uuid)
+                self._fault(dom_xml, "prepare")
+                incoming.update(
+                    uuid=dom.uuid,
+                    xml=domxml.renamed(dom.xml, job.dest_name),
+                    memory_kib=dom.memory_kib,
+                )
+                self._check_room(dom.memory_kib)
+            self._check_conflicts(job.dest_name, incoming["uuid"], job.migration_id)
+            incoming["cookie"] = (
+                None if job.version == 2 else self._cookie(job.domain, incoming["uuid"])
+            )
+            if OFFLINE in job.flags:
+                incoming.update(uri="offline:", status="received")
+            else:
+                listener = stream.listen(
+                    self.config.migration_address,
+                    self.config.ports,
+                    self._ports_in_use(),
+                    lambda header: self._receive(job.migration_id, header),
+                )
+                self._listeners[job.migration_id] = listener
+                incoming.update(
+                    uri=f"tcp:{self.config.migration_address}:{listener.port}",
+                    port=listener.port,
+                    status="prepared",
+                )
+            s.incoming[job.migration_id] = incoming
+            return PrepareResult(incoming["uri"], incoming["cookie"])
+
+    def _ports_in_use(self) -> set[int]:
+        return {
+            j["port"]
+            for j in self.state.incoming.values()
+            if j.get("port") and j["status"] == "prepared"
+        }
+
+    def _receive(self, migration_id: str, header: dict[str, Any]) -> str | None:
+        """Called by the listener thread when the source's stream header arrives."""
+        with self.state.change() as s:
+            inc = s.incoming.get(migration_id)
+            if inc is None or inc["status"] != "prepared":
+                return "no incoming migration is prepared on this port"
+            if header.get("name") != inc["name"]:
+                return f"stream is for domain {header.get('name')!r}, expected {inc['name']!r}"
+            try:
+                dom = domxml.parse_domain(str(header.get("xml", "")))
+            except (domxml.InvalidDomain, safexml.XMLRejected) as exc:
+                return str(exc)
+            if inc["uuid"] is None:  # v1: the definition arrives with the stream
+                try:
+                    self._check_conflicts(inc["name"], dom.uuid, migration_id)
+                    self._check_room(dom.memory_kib)
+                except DriverError as exc:
+                    return str(exc)
+                inc.update(uuid=dom.uuid, xml=dom.xml, memory_kib=dom.memory_kib)
+            elif dom.uuid != inc["uuid"]:
+                return f"stream carries uuid {dom.uuid}, expected {inc['uuid']}"
+            inc["status"] = "received"
+            inc["source_state"] = header.get("state")
+            return None
+
+    def finish(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> str | None:
+        with self.state.change() as s:
+            inc = s.incoming.get(job.migration_id)
+            if inc is None or inc["status"] == "aborted":
+                if cancelled:
+                    return None
+                raise DriverError(
+                    f"domain '{job.dest_name}' is not processing incoming migration",
+                    "NOT_MIGRATING",
+                )
+            if inc["status"] == "finished":
+                return str(inc["result_cookie"])
+            if cancelled:
+                self._drop_incoming(job.migration_id, inc)
+                return None
+            if job.version == 3:
+                self._check_cookie(cookie, "finish", job.domain, inc["uuid"] or "")
+            if inc["status"] != "received":
+                self._drop_incoming(job.migration_id, inc)
+                raise DriverError(
+                    "no migration stream arrived before Finish", "MIGRATION_STREAM_FAILED"
+                )
+            return self._start_received(job, inc)
+
+    def _start_received(self, job: MigrationJob, inc: dict[str, Any]) -> str:
+        faulty = "finish" in read_knobs(inc["xml"]).faults
+        if faulty and job.version == 3:
+            self._drop_incoming(job.migration_id, inc)
+            raise InjectedFault("fault injected in finish by the domain's sim metadata")
+        dom = domxml.parse_domain(inc["xml"])
+        existing = self.state.domains.get(dom.name)
+        if OFFLINE in job.flags:
+            state = existing["state"] if existing else "shutoff"
+        else:
+            state = "paused" if faulty or PAUSED in job.flags else "running"
+        persistent = PERSIST_DEST in job.flags or OFFLINE in job.flags or bool(existing)
+        self.state.domains[dom.name] = {
+            "uuid": dom.uuid,
+            "xml": dom.xml,
+            "state": state,
+            "memory_kib": dom.memory_kib,
+            "vcpus": dom.vcpus,
+            "persistent": persistent,
+        }
+        self._close_listener(job.migration_id)
+        inc["status"] = "finished"
+        inc["result_cookie"] = self._cookie(job.domain, dom.uuid)
+        if faulty:  # v1/v2: left paused "in case admin can fix things up", as libvirt does
+            raise InjectedFault(
+                "fault injected in finish by the domain's sim metadata; "
+                "the guest is left paused on the destination"
+            )
+        return str(inc["result_cookie"])
+
+    def _drop_incoming(self, migration_id: str, inc: dict[str, Any]) -> None:
+        self._close_listener(migration_id)
+        inc["status"] = "aborted"
+
+    def _close_listener(self, migration_id: str) -> None:
+        listener = self._listeners.pop(migration_id, None)
+        if listener is not None:
+            listener.close()
+
+    def abort_incoming(self, job: MigrationJob) -> None:
+        with self.state.change() as s:
+            inc = s.incoming.get(job.migration_id)
+            if inc is not None and inc["status"] in ("prepared", "received"):
+                self._drop_incoming(job.migration_id, inc)

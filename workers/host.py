@@ -1,0 +1,135 @@
+"""The per-host worker: drives the local hypervisor and consumes only its own host's queue.
+
+It registers the host (name, protocols, driver, capacity, software version), keeps a heartbeat so
+the registry shows it alive, publishes its domain inventory, and runs a Celery worker with a thread
+pool (the driver's state lives in this process) on ``vmigrate.host.<name>``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from broker.queues import check_host_name, host_queue
+from workers.drivers.base import Driver
+from workers.drivers.sim import SimConfig, SimDriver
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HostOptions:
+    host: str
+    driver: str = "sim"
+    protocols: frozenset[int] = frozenset({1, 2, 3})
+    state_dir: Path | None = None
+    link_mibps: float = 100000.0
+    time_scale: float = 1.0
+    memory_mib: int = 262144
+    host_uuid: str | None = None
+    loglevel: str = "WARNING"
+
+
+def build_driver(options: HostOptions, state_dir: Path) -> Driver:
+    from broker.app import get_app  # noqa: PLC0415 (created when the worker starts)
+
+    app = get_app()
+
+    settings = app.vmigrate_settings
+    if options.driver != "sim":
+        raise SystemExit(f"unknown driver {options.driver!r}: this build offers 'sim'")
+    return SimDriver(
+        SimConfig(
+            host=options.host,
+            state_dir=state_dir,
+            protocols=options.protocols,
+            memory_mib=options.memory_mib,
+            link_mibps=options.link_mibps,
+            time_scale=options.time_scale,
+            migration_address=settings.migration_address,
+            ports=range(settings.migration_port_min, settings.migration_port_max + 1),
+            host_uuid=options.host_uuid,
+        )
+    )
+
+
+def _heartbeat_loop(host: str, interval: float, ttl: float, stop: threading.Event) -> None:
+    from tasks.registry import heartbeat  # noqa: PLC0415
+    from tasks.runtime import runtime  # noqa: PLC0415
+
+    while not stop.wait(interval):
+        try:
+            heartbeat(runtime().redis, host, ttl)
+        except Exception:  # the broker may blip; the next beat retries
+            log.warning("heartbeat of %s failed", host, exc_info=True)
+
+
+def run_host_worker(options: HostOptions, home: Path) -> None:
+    """Run until stopped (SIGTERM/SIGINT): the worker of one host."""
+    from tasks.hostside import HostContext, bind_host  # noqa: PLC0415
+    from tasks.registry import HostInfo, register, unregister_alive  # noqa: PLC0415
+    from tasks.runtime import runtime  # noqa: PLC0415
+
+    check_host_name(options.host)
+    state_dir = options.state_dir or home / "hosts" / options.host
+    driver = build_driver(options, state_dir)
+    caps = driver.capabilities()
+    context = HostContext(options.host, driver, caps.protocols & options.protocols)
+    bind_host(context)
+    rt = runtime()
+    info = HostInfo(
+        name=options.host,
+        protocols=sorted(context.protocols),
+        driver=caps.driver,
+        memory_mib=caps.memory_mib,
+        vcpus=caps.vcpus,
+        host_uuid=driver.host_uuid,
+    )
+    register(rt.redis, info, rt.settings.host_ttl)
+    context.publish_inventory()
+    stop = threading.Event()
+    beat = threading.Thread(
+        target=_heartbeat_loop,
+        args=(options.host, rt.settings.heartbeat_interval, rt.settings.host_ttl, stop),
+        daemon=True,
+    )
+    beat.start()
+    try:
+        run_celery_worker(host_queue(options.host), f"{options.host}@vmigrate", options.loglevel)
+    finally:
+        stop.set()
+        unregister_alive(rt.redis, options.host)
+
+
+def run_celery_worker(queue: str, node_name: str, loglevel: str) -> None:
+    from tasks.runtime import runtime  # noqa: PLC0415
+
+    rt = runtime()
+    rt.app.worker_main(
+        argv=[
+            "worker",
+            "-Q",
+            queue,
+            "-n",
+            node_name,
+            "-P",
+            "threads",
+            "-c",
+            str(rt.settings.worker_concurrency),
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "-l",
+            loglevel,
+        ]
+    )
+
+
+def run_dispatcher(loglevel: str = "WARNING") -> None:
+    """A dispatcher process: consumes the dispatcher queue. Several may run at once."""
+    from broker.queues import DISPATCHER  # noqa: PLC0415
+
+    run_celery_worker(DISPATCHER, f"dispatcher-{os.getpid()}@vmigrate", loglevel)
