@@ -7,11 +7,20 @@ Accepted forms: ``redis://[user:pass@]host:port/db``, ``rediss://...`` (TLS) and
 from __future__ import annotations
 
 import functools
+from typing import TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 import redis
 
 from broker.settings import ConfigError
+
+#: A client that decodes replies to str (every vmigrate key holds text).
+Client: TypeAlias = redis.Redis
+
+
+def text(value: bytes | str) -> str:
+    """A reply as text (clients decode, but redis-py types replies as bytes or str)."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def redis_py_url(broker_url: str) -> str:
@@ -29,9 +38,9 @@ def redis_py_url(broker_url: str) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def redis_client(broker_url: str) -> redis.Redis:
+def redis_client(broker_url: str) -> Client:
     """A shared, thread-safe client (connection pool) for ``broker_url``; strings are decoded."""
-    return redis.Redis.from_url(
+    client: Client = redis.Redis.from_url(
         redis_py_url(broker_url),
         decode_responses=True,
         socket_connect_timeout=5,
@@ -39,6 +48,7 @@ def redis_client(broker_url: str) -> redis.Redis:
         health_check_interval=25,
         retry_on_timeout=True,
     )
+    return client
 
 
 def describe(broker_url: str) -> str:

@@ -56,11 +56,11 @@ def run_phase(message: dict[str, Any], redelivered: bool = False) -> str:
     record = claimed[0]
     phase = Phase(message["phase"])
     outcome = _execute(ctx, record, phase, message["cancelled"])
+    ctx.publish_inventory()  # before the record moves on, so readers never see it stale
     if phase == Phase.PERFORM and outcome.ok and not message["cancelled"]:
         _start_polling(record, message, ctx.host)
     else:
         complete(record.id, message["seq"], outcome)
-    ctx.publish_inventory()
     return "ok" if outcome.ok else "failed"
 
 
@@ -135,8 +135,8 @@ def run_poll(message: dict[str, Any]) -> str:
         outcome = _failure(status.error.code, str(status.error))
     else:
         outcome = flow.Outcome(True, {"cookie": status.cookie, "progress": status.progress})
-    complete(record.id, message["seq"], outcome)
     ctx.publish_inventory()
+    complete(record.id, message["seq"], outcome)
     return "done"
 
 

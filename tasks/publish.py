@@ -63,4 +63,5 @@ def publish_start(migration_id: str) -> None:
 def release_guard(record: MigrationRecord) -> None:
     """Let the next migration of this domain in (only if this migration still holds the guard)."""
     client = runtime().redis
-    client.eval(_RELEASE_GUARD, 1, keys.active_domain(record.source, record.domain), record.id)
+    guard = keys.active_domain(record.source, record.domain)
+    client.eval(_RELEASE_GUARD, 1, guard, record.id)  # type: ignore[no-untyped-call]

@@ -12,9 +12,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import redis
-
 from broker import keys
+from broker.connection import Client, text
 from tasks.record import now_iso
 
 SOFTWARE_VERSION = "0.1.0"
@@ -36,7 +35,7 @@ class HostInfo:
         return asdict(self)
 
 
-def register(client: redis.Redis, info: HostInfo, ttl: float) -> None:
+def register(client: Client, info: HostInfo, ttl: float) -> None:
     data = {k: v for k, v in info.as_dict().items() if k != "alive"}
     with client.pipeline() as pipe:
         pipe.set(keys.host_info(info.name), json.dumps(data))
@@ -45,37 +44,37 @@ def register(client: redis.Redis, info: HostInfo, ttl: float) -> None:
         pipe.execute()
 
 
-def heartbeat(client: redis.Redis, host: str, ttl: float) -> None:
+def heartbeat(client: Client, host: str, ttl: float) -> None:
     client.set(keys.host_alive(host), now_iso(), px=int(ttl * 1000))
 
 
-def unregister_alive(client: redis.Redis, host: str) -> None:
+def unregister_alive(client: Client, host: str) -> None:
     client.delete(keys.host_alive(host))
 
 
-def get_host(client: redis.Redis, name: str) -> HostInfo | None:
+def get_host(client: Client, name: str) -> HostInfo | None:
     with client.pipeline() as pipe:
         pipe.get(keys.host_info(name))
         pipe.exists(keys.host_alive(name))
-        text, alive = pipe.execute()
-    if not text:
+        found, alive = pipe.execute()
+    if not found:
         return None
-    return HostInfo(**json.loads(text), alive=bool(alive))
+    return HostInfo(**json.loads(found), alive=bool(alive))
 
 
-def list_hosts(client: redis.Redis) -> list[HostInfo]:
-    names = sorted(client.smembers(keys.hosts()))
+def list_hosts(client: Client) -> list[HostInfo]:
+    names = sorted(text(n) for n in client.smembers(keys.hosts()))
     hosts = [get_host(client, name) for name in names]
     return [h for h in hosts if h is not None]
 
 
-def publish_inventory(client: redis.Redis, host: str, domains: list[dict[str, Any]]) -> None:
+def publish_inventory(client: Client, host: str, domains: list[dict[str, Any]]) -> None:
     client.set(keys.host_domains(host), json.dumps({"updated": now_iso(), "domains": domains}))
 
 
-def read_inventory(client: redis.Redis, host: str) -> list[dict[str, Any]] | None:
-    text = client.get(keys.host_domains(host))
-    if not text:
+def read_inventory(client: Client, host: str) -> list[dict[str, Any]] | None:
+    found = client.get(keys.host_domains(host))
+    if not found:
         return None
-    domains: list[dict[str, Any]] = json.loads(text)["domains"]
+    domains: list[dict[str, Any]] = json.loads(found)["domains"]
     return domains

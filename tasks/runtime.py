@@ -5,11 +5,10 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-import redis
 from celery import Celery
 
 from broker.app import resolve_broker_url
-from broker.connection import redis_client
+from broker.connection import Client, redis_client
 from broker.settings import Settings
 from tasks.store import RecordStore
 
@@ -18,7 +17,7 @@ from tasks.store import RecordStore
 class Runtime:
     app: Celery
     settings: Settings
-    redis: redis.Redis
+    redis: Client
     store: RecordStore
 
 

@@ -14,19 +14,20 @@ from typing import TypeVar
 import redis
 
 from broker import keys
+from broker.connection import Client, text
 from tasks.record import MigrationRecord
 
 T = TypeVar("T")
 
 
 class RecordStore:
-    def __init__(self, client: redis.Redis, record_ttl: int) -> None:
+    def __init__(self, client: Client, record_ttl: int) -> None:
         self.redis = client
         self.record_ttl = record_ttl
 
     def get(self, migration_id: str) -> MigrationRecord | None:
-        text = self.redis.get(keys.migration(migration_id))
-        return MigrationRecord.from_json(text) if text else None
+        found = self.redis.get(keys.migration(migration_id))
+        return MigrationRecord.from_json(text(found)) if found else None
 
     def create(self, record: MigrationRecord) -> bool:
         """Store a new record; False if the id exists already (duplicate submission)."""
@@ -45,12 +46,12 @@ class RecordStore:
         with self.redis.pipeline() as pipe:
             while True:
                 try:
-                    pipe.watch(key)
-                    text = pipe.get(key)
-                    if not text:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]
+                    found = pipe.get(key)
+                    if not found:
                         pipe.unwatch()
                         return None
-                    record = MigrationRecord.from_json(text)
+                    record = MigrationRecord.from_json(text(found))
                     result = change(record)
                     if result is None:
                         pipe.unwatch()
@@ -65,14 +66,15 @@ class RecordStore:
                     continue
 
     def list_ids(self, limit: int = 1000) -> list[str]:
-        return list(self.redis.zrevrange(keys.migrations(), 0, limit - 1))
+        ids = self.redis.zrevrange(keys.migrations(), 0, limit - 1)
+        return [text(i) for i in ids if isinstance(i, bytes | str)]
 
     def list(self, limit: int = 1000) -> list[MigrationRecord]:
         ids = self.list_ids(limit)
         if not ids:
             return []
-        texts = self.redis.mget([keys.migration(i) for i in ids])
-        return [MigrationRecord.from_json(t) for t in texts if t]
+        found = self.redis.mget([keys.migration(i) for i in ids])
+        return [MigrationRecord.from_json(text(t)) for t in found if t]
 
 
 def _epoch(iso: str) -> float:

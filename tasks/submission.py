@@ -137,10 +137,10 @@ def submit(request: MigrationRequest) -> MigrationRecord:
     client = runtime().redis
     guard = keys.active_domain(record.source, record.domain)
     if not client.set(guard, record.id, nx=True):
-        holder = client.get(guard)
+        holder = client.get(guard) or "unknown"
         raise Refused(
             "MIGRATION_IN_PROGRESS",
-            f"another migration ({holder}) is already running for domain {record.domain!r} "
+            f"another migration ({holder!s}) is already running for domain {record.domain!r} "
             f"on {record.source!r}",
         )
     if not runtime().store.create(record):

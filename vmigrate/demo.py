@@ -72,7 +72,7 @@ def _run(scenario: Scenario) -> dict[str, Any]:
 
     rt = runtime()
     if scenario.stale_registry:  # as if "legacy" registered before a downgrade
-        info = json.loads(rt.redis.get(keys.host_info("legacy")))
+        info = json.loads(rt.redis.get(keys.host_info("legacy")) or "{}")
         rt.redis.set(keys.host_info("legacy"), json.dumps({**info, "protocols": [1, 2, 3]}))
     started = time.monotonic()
     request = MigrationRequest(

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-import redis
+from broker.connection import Client
 
 
 class LocalFleet:
@@ -55,7 +55,7 @@ class LocalFleet:
     def start_dispatcher(self, name: str = "dispatcher") -> subprocess.Popen[bytes]:
         return self._spawn(name, ["dispatcher"])
 
-    def wait_ready(self, client: redis.Redis, hosts: list[str], timeout: float = 60.0) -> None:
+    def wait_ready(self, client: Client, hosts: list[str], timeout: float = 60.0) -> None:
         """Wait until every host is registered alive and its Celery consumer listens."""
         from broker import keys  # noqa: PLC0415
 

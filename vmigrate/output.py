@@ -22,7 +22,7 @@ def emit(
         print(table(rows))
 
 
-def table(headers: Sequence[str], rows: list[Sequence[Any]]) -> str:
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(c) for c in headers]] + [
         [("-" if c is None else str(c)) for c in r] for r in rows
     ]

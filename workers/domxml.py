@@ -104,7 +104,7 @@ def parse_domain(
     if uuid_el is None and assign_uuid:
         uuid_el = etree.Element("uuid")
         uuid_el.text = str(uuidlib.uuid4())
-        root.insert(list(root).index(root.find("name")) + 1, uuid_el)
+        root.insert(list(root).index(_required(root, "name")) + 1, uuid_el)
     if uuid_el is None:
         raise InvalidDomain("domain XML has no <uuid> element")
     try:
@@ -113,11 +113,11 @@ def parse_domain(
         raise InvalidDomain(f"invalid uuid {uuid_el.text!r}") from None
     uuid_el.text = dom_uuid
     memory = _memory_kib(_required(root, "memory"))
-    vcpu_el = root.find("vcpu")
+    vcpu_text = (root.findtext("vcpu") or "1").strip()
     try:
-        vcpus = int((vcpu_el.text or "1").strip()) if vcpu_el is not None else 1
+        vcpus = int(vcpu_text)
     except ValueError:
-        raise InvalidDomain(f"vcpu must be an integer, got {vcpu_el.text!r}") from None
+        raise InvalidDomain(f"vcpu must be an integer, got {vcpu_text!r}") from None
     if not 1 <= vcpus <= 4096:
         raise InvalidDomain(f"vcpu count {vcpus} is out of range")
     return Domain(name, dom_uuid, dom_type, memory, vcpus, safexml.to_string(root))
@@ -163,6 +163,7 @@ def _value(element: etree._Element, path: str) -> str | None:
 
 def _abi_summary(root: etree._Element) -> dict[str, object]:
     os_type = root.find("os/type")
+    cpu = root.find("cpu")
     devices = root.find("devices")
     summary: dict[str, object] = {
         "type": root.get("type"),
@@ -172,7 +173,7 @@ def _abi_summary(root: etree._Element) -> dict[str, object]:
         "vcpu": (root.findtext("vcpu") or "1").strip(),
         "arch": None if os_type is None else os_type.get("arch"),
         "machine": None if os_type is None else os_type.get("machine"),
-        "cpu": None if root.find("cpu") is None else root.find("cpu").get("mode"),
+        "cpu": None if cpu is None else cpu.get("mode"),
     }
     for tag, keys in _DEVICE_KEYS.items():
         found = [] if devices is None else devices.findall(tag)

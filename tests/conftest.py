@@ -1,0 +1,80 @@
+"""Shared fixtures: a Redis database of our own and a fleet of real worker processes.
+
+Integration tests talk to the machine's Redis (127.0.0.1:6379, database ``VMIGRATE_TEST_DB``,
+default 11), through real Celery workers started as subprocesses, one per host. Every process is
+ended by its pid when the session ends, even on failure. In CI (CI=true) a missing Redis fails.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+TEST_DB = int(os.environ.get("VMIGRATE_TEST_DB", "11"))
+REDIS_URL = os.environ.get("VMIGRATE_TEST_REDIS", f"redis://127.0.0.1:6379/{TEST_DB}")
+HOME = Path(tempfile.mkdtemp(prefix="vmigrate-test-"))
+
+# The test process is a client of the same broker as the fleet it starts.
+os.environ["VMIGRATE_BROKER_URL"] = REDIS_URL
+os.environ["VMIGRATE_HOME"] = str(HOME)
+os.environ.pop("VMIGRATE_CONFIG", None)
+
+#: The integration fleet: every mix of protocol versions, two hosts of each kind.
+FLEET_HOSTS = {
+    "p1a": "1", "p1b": "1",
+    "p2a": "2", "p2b": "2",
+    "p3a": "3", "p3b": "3",
+    "pxa": "1,2,3", "pxb": "1,2,3",
+}
+TWIN_UUID = "5a1e5a1e-0000-4000-8000-00000000a1a1"
+
+
+def redis_available() -> bool:
+    try:
+        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def require_redis() -> None:
+    if redis_available():
+        return
+    message = f"Redis is not reachable at {REDIS_URL}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message + " (in CI a missing dependency is a failure)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_client() -> Iterator[redis.Redis]:
+    require_redis()
+    client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def fleet(redis_client: redis.Redis) -> Iterator[object]:
+    from vmigrate.fleet import LocalFleet
+
+    env = {"VMIGRATE_BROKER_URL": REDIS_URL, "VMIGRATE_HOST_TTL": "10"}
+    local = LocalFleet(env, HOME)
+    try:
+        for name, protocols in FLEET_HOSTS.items():
+            local.start_host(name, "--memory-mib", "65536", protocols=protocols)
+        # A clone of pxa's identity: same host uuid, as when hosts are cloned from one image.
+        local.start_host("twin", "--host-uuid", TWIN_UUID)
+        local.start_host("small", "--memory-mib", "1024")
+        local.start_host("slow", "--link-mibps", "256")
+        local.start_dispatcher("dispatcher-1")
+        local.start_dispatcher("dispatcher-2")
+        local.wait_ready(redis_client, [*FLEET_HOSTS, "twin", "small", "slow"])
+        yield local
+    finally:
+        local.stop_all()

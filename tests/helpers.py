@@ -1,0 +1,66 @@
+"""What integration tests do as a user would: define VMs, migrate, and look at every host."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from tasks.control import call_host
+from tasks.record import MigrationRecord
+from tasks.registry import list_hosts, read_inventory
+from tasks.runtime import runtime
+from tasks.submission import MigrationRequest, submit
+
+
+def vm_xml(name: str, memory_mib: int = 256, faults: tuple[str, ...] = (), dirty: int = 0) -> str:
+    fault_xml = "".join(f'<sim:fault phase="{p}"/>' for p in faults)
+    return (
+        f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
+        f"<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>"
+        f"<metadata><sim:sim xmlns:sim='urn:vmigrate:sim:1' dirty-rate-mibps='{dirty}'>"
+        f"{fault_xml}</sim:sim></metadata></domain>"
+    )
+
+
+def unique(prefix: str = "vm") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def running_vm(host: str, name: str | None = None, **xml: Any) -> dict[str, Any]:
+    """Define and start a VM on ``host``; returns its facts (name, uuid...)."""
+    name = name or unique()
+    call_host(host, "define", {"xml": vm_xml(name, **xml)})
+    info: dict[str, Any] = call_host(host, "start", {"name": name})
+    return info
+
+
+def wait_terminal(migration_id: str, timeout: float = 60.0) -> MigrationRecord:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = runtime().store.get(migration_id)
+        assert record is not None
+        if record.terminal:
+            return record
+        time.sleep(0.05)
+    raise AssertionError(f"migration {migration_id} did not end within {timeout} s: {record}")
+
+
+def migrate(domain: str, source: str, destination: str, **options: Any) -> MigrationRecord:
+    record = submit(MigrationRequest(domain, source, destination, **options))
+    return wait_terminal(record.id)
+
+
+def live_copies(vm_uuid: str) -> list[tuple[str, str, str]]:
+    """(host, name, state) of every running or paused copy of ``vm_uuid`` in the fleet."""
+    found = []
+    for host in list_hosts(runtime().redis):
+        for dom in read_inventory(runtime().redis, host.name) or []:
+            if dom["uuid"] == vm_uuid and dom["state"] in ("running", "paused"):
+                found.append((host.name, dom["name"], dom["state"]))
+    return found
+
+
+def domain_on(host: str, name: str) -> dict[str, Any] | None:
+    inventory = read_inventory(runtime().redis, host) or []
+    return next((d for d in inventory if d["name"] == name), None)
