@@ -26,10 +26,14 @@ os.environ.pop("VMIGRATE_CONFIG", None)
 
 #: The integration fleet: every mix of protocol versions, two hosts of each kind.
 FLEET_HOSTS = {
-    "p1a": "1", "p1b": "1",
-    "p2a": "2", "p2b": "2",
-    "p3a": "3", "p3b": "3",
-    "pxa": "1,2,3", "pxb": "1,2,3",
+    "p1a": "1",
+    "p1b": "1",
+    "p2a": "2",
+    "p2b": "2",
+    "p3a": "3",
+    "p3b": "3",
+    "pxa": "1,2,3",
+    "pxb": "1,2,3",
 }
 TWIN_UUID = "5a1e5a1e-0000-4000-8000-00000000a1a1"
 
@@ -68,13 +72,14 @@ def fleet(redis_client: redis.Redis) -> Iterator[object]:
     try:
         for name, protocols in FLEET_HOSTS.items():
             local.start_host(name, "--memory-mib", "65536", protocols=protocols)
-        # A clone of pxa's identity: same host uuid, as when hosts are cloned from one image.
-        local.start_host("twin", "--host-uuid", TWIN_UUID)
+        # Two hosts cloned from one image, so sharing a host uuid: libvirt's same-host case.
+        local.start_host("twin-a", "--host-uuid", TWIN_UUID)
+        local.start_host("twin-b", "--host-uuid", TWIN_UUID)
         local.start_host("small", "--memory-mib", "1024")
         local.start_host("slow", "--link-mibps", "256")
         local.start_dispatcher("dispatcher-1")
         local.start_dispatcher("dispatcher-2")
-        local.wait_ready(redis_client, [*FLEET_HOSTS, "twin", "small", "slow"])
+        local.wait_ready(redis_client, [*FLEET_HOSTS, "twin-a", "twin-b", "small", "slow"])
         yield local
     finally:
         local.stop_all()

@@ -29,7 +29,9 @@ OUTCOMES = {
 }
 
 
-@pytest.mark.parametrize(("version", "phase"), list(OUTCOMES), ids=[f"v{v}-{p}" for v, p in OUTCOMES])
+@pytest.mark.parametrize(
+    ("version", "phase"), list(OUTCOMES), ids=[f"v{v}-{p}" for v, p in OUTCOMES]
+)
 def test_fault_leaves_one_live_copy(fleet, version, phase):
     source, destination = PAIRS[version]
     name = unique("faulty")

@@ -13,8 +13,12 @@ import pytest
 from tasks.errors import Refused
 from tests.helpers import domain_on, live_copies, migrate, running_vm, unique
 
-KINDS = {"v1": ("p1a", "p1b", {1}), "v2": ("p2a", "p2b", {2}), "v3": ("p3a", "p3b", {3}),
-         "all": ("pxa", "pxb", {1, 2, 3})}
+KINDS = {
+    "v1": ("p1a", "p1b", {1}),
+    "v2": ("p2a", "p2b", {2}),
+    "v3": ("p3a", "p3b", {3}),
+    "all": ("pxa", "pxb", {1, 2, 3}),
+}
 CASES = [(s, d, rename) for s, d in itertools.product(KINDS, KINDS) for rename in (False, True)]
 
 
@@ -28,8 +32,11 @@ def expected(src: set[int], dst: set[int], rename: bool) -> int | str:
     return best
 
 
-@pytest.mark.parametrize(("src_kind", "dst_kind", "rename"), CASES,
-                         ids=[f"{s}-to-{d}{'-dname' if r else ''}" for s, d, r in CASES])
+@pytest.mark.parametrize(
+    ("src_kind", "dst_kind", "rename"),
+    CASES,
+    ids=[f"{s}-to-{d}{'-dname' if r else ''}" for s, d, r in CASES],
+)
 def test_version_chosen_or_refused_early(fleet, src_kind, dst_kind, rename):
     source, _, src_versions = KINDS[src_kind]
     _, destination, dst_versions = KINDS[dst_kind]
@@ -49,8 +56,13 @@ def test_version_chosen_or_refused_early(fleet, src_kind, dst_kind, rename):
     assert record.state == "completed", record.error
     assert record.protocol == want
     names = [p.name for p in record.phases]
-    assert names == {1: ["prepare", "perform", "finish"],
-                     2: ["dumpxml", "prepare", "perform", "finish"],
-                     3: ["begin", "prepare", "perform", "finish", "confirm"]}[want]
+    assert (
+        names
+        == {
+            1: ["prepare", "perform", "finish"],
+            2: ["dumpxml", "prepare", "perform", "finish"],
+            3: ["begin", "prepare", "perform", "finish", "confirm"],
+        }[want]
+    )
     assert all(p.outcome == "ok" and p.started and p.ended for p in record.phases)
     assert live_copies(vm["uuid"]) == [(destination, dname or vm["name"], "running")]

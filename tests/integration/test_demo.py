@@ -1,0 +1,56 @@
+"""The main job on a fresh machine: ``vmigrate demo`` on the embedded broker, no service needed."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if text in cmdline and state != "Z":
+            found.append(f"{proc.name}: {cmdline}")
+    return found
+
+
+def test_demo_runs_on_the_embedded_broker_and_stops_everything(tmp_path):
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("VMIGRATE_BROKER_URL", "VMIGRATE_CONFIG")
+    }
+    env["VMIGRATE_HOME"] = str(tmp_path)
+    env["TMPDIR"] = str(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-m", "vmigrate.cli", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "embedded broker at redis+socket://" in out
+    rows = {line.split("  ")[0]: line for line in out.splitlines()}
+    assert (
+        "completed" in rows["v3 between current hosts"]
+        and " v3 " in rows["v3 between current hosts"]
+    )
+    assert " v2 " in rows["v2: the highest version shared with a v2-only host"]
+    assert "DNAME_UNSUPPORTED" in rows["rename refused: a v1 host cannot carry --dname"]
+    assert "completed" in rows["stale registry: legacy claims v3, refuses it, fallback"]
+    fault_row = rows["fault in Finish: v3 rolls back, source resumes"]
+    assert (
+        "failed" in fault_row
+        and "confirm(c)@v3" in fault_row
+        and fault_row.rstrip().endswith("alpha")
+    )
+    assert processes_mentioning(str(tmp_path)) == []

@@ -1,0 +1,78 @@
+"""Settings load as documented, and the folders keep their dependencies pointing one way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from broker.settings import ConfigError, settings_from
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_defaults_then_file_then_environment():
+    doc = {
+        "vmigrate": {
+            "broker_url": "redis://file:6379/0",
+            "poll_interval": 1,
+            "worker_concurrency": 8,
+        }
+    }
+    settings = settings_from(doc, {"VMIGRATE_BROKER_URL": "redis://env:6379/1"})
+    assert settings.broker_url == "redis://env:6379/1"
+    assert settings.poll_interval == 1.0 and settings.worker_concurrency == 8
+    assert settings.visibility_timeout == 300
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        {"poll_interval": "soon"},
+        {"worker_concurrency": True},
+        {"migration_port_min": 2, "migration_port_max": 1},
+    ],
+)
+def test_bad_settings_are_refused_clearly(doc):
+    with pytest.raises(ConfigError):
+        settings_from(doc, {})
+
+
+def imports_of(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def modules(*patterns: str) -> list[Path]:
+    return [p for pattern in patterns for p in ROOT.glob(pattern)]
+
+
+@pytest.mark.parametrize(
+    ("files", "forbidden"),
+    [
+        (
+            (
+                "workers/drivers/*.py",
+                "workers/domxml.py",
+                "workers/cookie.py",
+                "workers/safexml.py",
+                "workers/precopy.py",
+            ),
+            ("tasks", "broker", "vmigrate", "workers.host"),
+        ),
+        (("broker/*.py",), ("tasks", "workers", "vmigrate")),
+        (("tasks/*.py",), ("vmigrate", "workers.host")),
+    ],
+)
+def test_dependencies_point_one_way(files, forbidden):
+    for path in modules(*files):
+        bad = {
+            m for m in imports_of(path) if any(m == f or m.startswith(f + ".") for f in forbidden)
+        }
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
