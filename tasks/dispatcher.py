@@ -13,7 +13,7 @@ from tasks.errors import Refused
 from tasks.negotiation import Wants, negotiate
 from tasks.publish import publish_step, release_guard
 from tasks.record import MigrationRecord
-from tasks.registry import get_host
+from tasks.registry import get_host, read_inventory
 from tasks.runtime import runtime
 from tasks.states import State
 
@@ -44,6 +44,8 @@ def start_migration(migration_id: str) -> str:
         error = None
     except Refused as exc:
         candidates, error = None, exc.as_dict()
+    inventory = read_inventory(runtime().redis, record.source) or []
+    state = next((d["state"] for d in inventory if d["name"] == record.domain), None)
 
     def begin(r: MigrationRecord) -> bool | None:
         if r.state != State.PENDING or r.attempt:
@@ -53,6 +55,7 @@ def start_migration(migration_id: str) -> str:
             r.move_to(State.FAILED)
             return True
         r.candidates = candidates
+        r.exchange["source_state"] = state  # libvirt adds PAUSED for a paused source
         flow.start_attempt(r, candidates[0])
         return True
 
