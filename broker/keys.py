@@ -47,3 +47,28 @@ def active_domain(host: str, domain: str) -> str:
 def reply(request_id: str) -> str:
     """List a host pushes its answer to a control command onto (the CLI waits on it)."""
     return f"{PREFIX}:reply:{request_id}"
+
+
+def queue() -> str:
+    """Hash of queued migrations: id -> compact JSON entry (hosts, priority, times, windows)."""
+    return f"{PREFIX}:queue"
+
+
+def slots() -> str:
+    """Hash of admitted migrations holding a slot: id -> JSON (source, destination, bandwidth)."""
+    return f"{PREFIX}:slots"
+
+
+def events() -> str:
+    """Stream of migration state changes, for other applications (XREAD from any point)."""
+    return f"{PREFIX}:events"
+
+
+def host_drained(host: str) -> str:
+    """Present while a host is drained: nothing new is placed on it."""
+    return f"{PREFIX}:host:{host}:drained"
+
+
+def tick_lock() -> str:
+    """Short-lived key that debounces scheduler ticks triggered by finished migrations."""
+    return f"{PREFIX}:tick-lock"

@@ -40,8 +40,23 @@ class Settings:
     command_timeout: float = 30.0
     #: How long finished migration records are kept, in seconds.
     record_ttl: int = 30 * 24 * 3600
-    #: Attempts at a phase whose host reported a transient failure before rolling back.
-    phase_retries: int = 0
+    #: Admission limits (TOML table ``[limits]``): migrations in flight out of / into one host,
+    #: and in the whole fleet. A migration that does not fit waits; it never fails for a slot.
+    outbound_per_host: int = 2
+    inbound_per_host: int = 2
+    fleet: int = 5
+    #: Optional bandwidth budget per host in MiB/s shared by its migrations (0: none).
+    bandwidth_per_host_mibps: int = 0
+    #: A waiting migration gains one priority step per this many seconds (no starvation).
+    ageing_seconds: float = 600.0
+    #: Seconds between two scheduler ticks (release of queued migrations).
+    scheduler_interval: float = 1.0
+    #: Named windows (``[windows.NAME]`` with ``timezone`` and ``ranges``).
+    windows: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Host name -> window name, from ``[hosts.NAME] window`` and ``[groups.NAME] hosts, window``.
+    host_windows: dict[str, str] = field(default_factory=dict)
+    #: Bearer tokens the REST API accepts (``[api] tokens`` or ``VMIGRATE_API_TOKENS``).
+    api_tokens: tuple[str, ...] = ()
     #: Extra raw Celery settings (advanced; applied last).
     celery: dict[str, Any] = field(default_factory=dict)
 
@@ -86,21 +101,58 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
 
 
+def _table(document: dict[str, Any], name: str) -> dict[str, Any]:
+    table = document.get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    return table
+
+
+def _fleet_tables(document: dict[str, Any], environ: dict[str, str]) -> dict[str, Any]:
+    """The ``[limits]``, ``[windows.*]``, ``[hosts.*]``, ``[groups.*]`` and ``[api]`` tables."""
+    values: dict[str, Any] = dict(_table(document, "limits"))
+    values["windows"] = _table(document, "windows")
+    host_windows: dict[str, str] = {}
+    for group, spec in _table(document, "groups").items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("hosts", []), list):
+            raise ConfigError(f"[groups.{group}] needs 'hosts', a list of host names")
+        host_windows.update({h: spec["window"] for h in spec.get("hosts", []) if "window" in spec})
+    for host, spec in _table(document, "hosts").items():
+        if isinstance(spec, dict) and "window" in spec:
+            host_windows[host] = spec["window"]
+    for host, window in host_windows.items():
+        if window not in values["windows"]:
+            raise ConfigError(f"host {host!r} is assigned window {window!r}, which is not defined")
+    values["host_windows"] = host_windows
+    tokens = _table(document, "api").get("tokens", [])
+    if environ.get("VMIGRATE_API_TOKENS"):
+        tokens = [t.strip() for t in environ["VMIGRATE_API_TOKENS"].split(",") if t.strip()]
+    if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
+        raise ConfigError("[api] tokens must be a list of non-empty strings")
+    values["api_tokens"] = tuple(tokens)
+    return values
+
+
 def settings_from(document: dict[str, Any], environ: dict[str, str]) -> Settings:
     """Build settings from a parsed TOML document and an environment mapping."""
     defaults = Settings()
     known = {f.name: getattr(defaults, f.name) for f in fields(Settings)}
     section = document.get("vmigrate", document)
     values: dict[str, Any] = {}
-    for key, raw in section.items():
-        if key in known:
+    for key, raw in {**section, **_fleet_tables(document, environ)}.items():
+        if key in known and not isinstance(raw, dict | tuple):
             values[key] = _coerce(key, raw, known[key])
+        elif key in known:
+            values[key] = raw
     for env_name, key in ENV_OVERRIDES.items():
         if environ.get(env_name):
             values[key] = _coerce(key, environ[env_name], known[key])
     result = replace(defaults, **values)
     if result.migration_port_min > result.migration_port_max:
         raise ConfigError("migration_port_min must not exceed migration_port_max")
+    for name in ("outbound_per_host", "inbound_per_host", "fleet"):
+        if getattr(result, name) < 1:
+            raise ConfigError(f"limit {name} must be at least 1")
     return result
 
 

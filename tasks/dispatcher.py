@@ -11,7 +11,7 @@ import logging
 from tasks import flow
 from tasks.errors import Refused
 from tasks.negotiation import Wants, negotiate
-from tasks.publish import publish_step, release_guard
+from tasks.publish import finished, publish_step
 from tasks.record import MigrationRecord
 from tasks.registry import get_host, read_inventory
 from tasks.runtime import runtime
@@ -64,7 +64,7 @@ def start_migration(migration_id: str) -> str:
         return "ignored"
     record = started[0]
     if record.terminal:
-        release_guard(record)
+        finished(record)
         return "failed"
     publish_step(record)
     return "started"

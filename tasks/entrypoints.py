@@ -12,9 +12,16 @@ from typing import Any
 from celery import Task
 
 from broker.app import get_app
-from tasks import control, dispatcher, phases, submission
+from tasks import control, dispatcher, phases, scheduler, submission
 from tasks.errors import Refused
-from tasks.publish import CONTROL_TASK, PHASE_TASK, POLL_TASK, START_TASK, SUBMIT_TASK
+from tasks.publish import (
+    CONTROL_TASK,
+    PHASE_TASK,
+    POLL_TASK,
+    START_TASK,
+    SUBMIT_TASK,
+    TICK_TASK,
+)
 
 log = logging.getLogger(__name__)
 app = get_app()
@@ -43,6 +50,14 @@ def host_control(request_id: str, action: str, args: dict[str, Any]) -> None:
 @app.task(name=START_TASK)
 def start(migration_id: str) -> str:
     return dispatcher.start_migration(migration_id)
+
+
+@app.task(name=TICK_TASK)
+def tick() -> dict[str, int] | None:
+    """Release queued migrations now (sent when a slot frees up); skipped if one just ran."""
+    if not scheduler.tick_lock():
+        return None
+    return scheduler.tick()
 
 
 @app.task(name=SUBMIT_TASK)

@@ -93,6 +93,25 @@ def advance(record: MigrationRecord, outcome: Outcome) -> Step | None:
     return _after_failure(record, step, outcome)
 
 
+CANCELLED_ERROR = {"code": "CANCELLED", "message": "the migration was cancelled on request"}
+
+
+def _end_unsuccessfully(record: MigrationRecord) -> None:
+    _terminal(record, State.CANCELLED if record.cancel_requested else State.FAILED)
+
+
+def compensate(record: MigrationRecord, steps: tuple[Step, ...] | list[Step]) -> Step | None:
+    """Run ``steps`` one after another (each is sent when the previous one ended)."""
+    if not steps:
+        if record.fallback_to is not None:
+            return start_attempt(record, record.fallback_to)
+        _end_unsuccessfully(record)
+        return None
+    first, *rest = steps
+    record.todo = [[s.phase.value, s.cancelled] for s in rest]
+    return send(record, first)
+
+
 def _after_success(record: MigrationRecord, step: Step, outcome: Outcome) -> Step | None:
     version = record.protocol
     assert version is not None
@@ -102,22 +121,27 @@ def _after_success(record: MigrationRecord, step: Step, outcome: Outcome) -> Ste
         return _after_compensation(record, step)
     if protocol.hands_over(version, step.phase, offline):
         record.vm_host = record.destination
+    if record.cancel_requested and record.vm_host == record.source:
+        undo = protocol.cancel_steps(version, step.phase)
+        if undo is not None:
+            record.error = CANCELLED_ERROR
+            return compensate(record, undo)
     following = protocol.next_step(version, step.phase, offline)
     if following is None:
-        record.vm_host = record.destination if not offline else record.vm_host
         _terminal(record, State.COMPLETED)
         return None
     return send(record, following)
+
+
+def _remaining(record: MigrationRecord) -> list[Step]:
+    return [Step(Phase(p), bool(c)) for p, c in record.todo]
 
 
 def _after_compensation(record: MigrationRecord, step: Step) -> Step | None:
     if step.phase == Phase.DESTROY_SOURCE:
         _terminal(record, State.COMPLETED)
         return None
-    if record.fallback_to is not None:
-        return start_attempt(record, record.fallback_to)
-    _terminal(record, State.FAILED)
-    return None
+    return compensate(record, _remaining(record))
 
 
 def _after_failure(record: MigrationRecord, step: Step, outcome: Outcome) -> Step | None:
@@ -129,25 +153,20 @@ def _after_failure(record: MigrationRecord, step: Step, outcome: Outcome) -> Ste
         record.warnings.append(f"{step.phase.value} on {host} failed: {error['message']}")
         if step.phase == Phase.DESTROY_SOURCE:
             record.error = record.error or error
-        _terminal(record, State.FAILED)
-        return None
+        record.fallback_to = None
+        return compensate(record, _remaining(record))
     if step.phase == Phase.CONFIRM:
         # Finish succeeded: the destination runs the VM. Never roll back now; end the source.
         record.warnings.append(
             f"confirm on {host} failed ({error['message']}); ending the source copy by force"
         )
         return send(record, Step(Phase.DESTROY_SOURCE))
-    if error["code"] == VERSION_UNSUPPORTED:
+    if error["code"] == VERSION_UNSUPPORTED and not record.cancel_requested:
         record.fallback_to = _choose_fallback(record, version, host)
     if record.fallback_to is None and record.error is None:
-        record.error = error
+        record.error = CANCELLED_ERROR if record.cancel_requested else error
     compensation = protocol.rollback_step(version, step.phase)
-    if compensation is not None:
-        return send(record, compensation)
-    if record.fallback_to is not None:
-        return start_attempt(record, record.fallback_to)
-    _terminal(record, State.FAILED)
-    return None
+    return compensate(record, [compensation] if compensation else [])
 
 
 def _choose_fallback(record: MigrationRecord, refused: int, host: str) -> int | None:

@@ -15,7 +15,7 @@ from typing import Any
 from tasks import flow
 from tasks.hostside import HostContext, current_host, job_for
 from tasks.protocol import Phase
-from tasks.publish import publish_poll, publish_step, release_guard
+from tasks.publish import finished, publish_poll, publish_step
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
 from workers.drivers.base import DriverError, MigrationJob
@@ -117,7 +117,10 @@ def run_poll(message: dict[str, Any]) -> str:
     record = runtime().store.get(message["migration"])
     if record is None or not _this_poll(record, message):
         return "ignored"
-    status = ctx.driver.perform_status(job_for(record, Phase.PERFORM))
+    job = job_for(record, Phase.PERFORM)
+    if record.cancel_requested:
+        ctx.driver.abort_outgoing(job)
+    status = ctx.driver.perform_status(job)
     if not status.done:
 
         def bump(r: MigrationRecord) -> bool | None:
@@ -155,7 +158,7 @@ def complete(migration_id: str, seq: int, outcome: flow.Outcome) -> None:
     if following is not None:
         publish_step(record)
     elif record.terminal:
-        release_guard(record)
+        finished(record)
 
 
 # The driver call of each phase: (context, job, record, cancelled) -> outputs for the record.

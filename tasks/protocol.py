@@ -87,6 +87,17 @@ ROLLBACK: dict[tuple[int, Phase], Step | None] = {
 }
 
 
+#: Cancelling after (version, phase) succeeded, before the VM was handed over: what to undo.
+CANCEL_AFTER: dict[tuple[int, Phase], tuple[Step, ...]] = {
+    (1, Phase.PREPARE): (Step(Phase.ABORT_INCOMING),),
+    (2, Phase.DUMPXML): (),
+    (2, Phase.PREPARE): (Step(Phase.FINISH, cancelled=True),),
+    (3, Phase.BEGIN): (Step(Phase.CONFIRM, cancelled=True),),
+    (3, Phase.PREPARE): (Step(Phase.FINISH, cancelled=True), Step(Phase.CONFIRM, cancelled=True)),
+    (3, Phase.PERFORM): (Step(Phase.FINISH, cancelled=True), Step(Phase.CONFIRM, cancelled=True)),
+}
+
+
 def first_step(version: int) -> Step:
     return Step(SEQUENCE[version][0])
 
@@ -102,6 +113,11 @@ def next_step(version: int, done: Phase, offline: bool = False) -> Step | None:
 
 def rollback_step(version: int, failed: Phase) -> Step | None:
     return ROLLBACK[(version, failed)]
+
+
+def cancel_steps(version: int, done: Phase) -> tuple[Step, ...] | None:
+    """What undoes a migration cancelled once ``done`` succeeded; None when it is too late."""
+    return CANCEL_AFTER.get((version, done))
 
 
 def hands_over(version: int, phase: Phase, offline: bool = False) -> bool:

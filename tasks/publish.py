@@ -18,6 +18,7 @@ PHASE_TASK = "vmigrate.host.phase"
 POLL_TASK = "vmigrate.host.poll"
 CONTROL_TASK = "vmigrate.host.control"
 START_TASK = "vmigrate.dispatcher.start"
+TICK_TASK = "vmigrate.dispatcher.tick"
 SUBMIT_TASK = "vmigrate.submit"
 
 _RELEASE_GUARD = """
@@ -60,8 +61,11 @@ def publish_start(migration_id: str) -> None:
     runtime().app.send_task(START_TASK, args=[migration_id], queue=DISPATCHER)
 
 
-def release_guard(record: MigrationRecord) -> None:
-    """Let the next migration of this domain in (only if this migration still holds the guard)."""
+def finished(record: MigrationRecord) -> None:
+    """A migration ended: let the next migration of this domain in, free its slot, and tick
+    so that a waiting migration can take the slot at once."""
     client = runtime().redis
     guard = keys.active_domain(record.source, record.domain)
     client.eval(_RELEASE_GUARD, 1, guard, record.id)  # type: ignore[no-untyped-call]
+    if client.hdel(keys.slots(), record.id) and client.hlen(keys.queue()):
+        runtime().app.send_task(TICK_TASK, queue=DISPATCHER)

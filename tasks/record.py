@@ -68,6 +68,12 @@ class MigrationRecord:
     warnings: list[str] = field(default_factory=list)
     vm_host: str | None = None
     fallback_to: int | None = None
+    todo: list[list[Any]] = field(default_factory=list)  # compensating steps still to run
+    priority: int = 0
+    window: str | None = None
+    not_before: str | None = None
+    deadline: str | None = None
+    cancel_requested: bool = False
     exchange: dict[str, Any] = field(default_factory=dict)  # cookie, uri, dom_xml between phases
     created: str = field(default_factory=now_iso)
     updated: str = field(default_factory=now_iso)
@@ -90,6 +96,7 @@ class MigrationRecord:
         data.pop("exchange")
         data.pop("candidates")
         data.pop("fallback_to")
+        data.pop("todo")
         return data
 
     def to_json(self) -> str:

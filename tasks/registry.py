@@ -30,13 +30,14 @@ class HostInfo:
     version: str = SOFTWARE_VERSION
     registered: str = field(default_factory=now_iso)
     alive: bool = False
+    drained: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def register(client: Client, info: HostInfo, ttl: float) -> None:
-    data = {k: v for k, v in info.as_dict().items() if k != "alive"}
+    data = {k: v for k, v in info.as_dict().items() if k not in ("alive", "drained")}
     with client.pipeline() as pipe:
         pipe.set(keys.host_info(info.name), json.dumps(data))
         pipe.sadd(keys.hosts(), info.name)
@@ -56,10 +57,11 @@ def get_host(client: Client, name: str) -> HostInfo | None:
     with client.pipeline() as pipe:
         pipe.get(keys.host_info(name))
         pipe.exists(keys.host_alive(name))
-        found, alive = pipe.execute()
+        pipe.exists(keys.host_drained(name))
+        found, alive, drained = pipe.execute()
     if not found:
         return None
-    return HostInfo(**json.loads(found), alive=bool(alive))
+    return HostInfo(**json.loads(found), alive=bool(alive), drained=bool(drained))
 
 
 def list_hosts(client: Client) -> list[HostInfo]:

@@ -20,6 +20,21 @@ from tasks.record import MigrationRecord
 T = TypeVar("T")
 
 
+EVENTS_MAXLEN = 100_000
+
+
+def event_fields(record: MigrationRecord, previous: str | None) -> dict[str, str]:
+    return {
+        "id": record.id,
+        "state": record.state,
+        "previous": previous or "",
+        "domain": record.domain,
+        "source": record.source,
+        "destination": record.destination,
+        "at": record.updated,
+    }
+
+
 class RecordStore:
     def __init__(self, client: Client, record_ttl: int) -> None:
         self.redis = client
@@ -34,8 +49,15 @@ class RecordStore:
         created = self.redis.set(keys.migration(record.id), record.to_json(), nx=True)
         if not created:
             return False
-        score = _epoch(record.created)
-        self.redis.zadd(keys.migrations(), {record.id: score})
+        with self.redis.pipeline() as pipe:
+            pipe.zadd(keys.migrations(), {record.id: _epoch(record.created)})
+            pipe.xadd(
+                keys.events(),
+                event_fields(record, None),  # type: ignore[arg-type]
+                maxlen=EVENTS_MAXLEN,
+                approximate=True,
+            )
+            pipe.execute()
         return True
 
     def update(
@@ -52,6 +74,7 @@ class RecordStore:
                         pipe.unwatch()
                         return None
                     record = MigrationRecord.from_json(text(found))
+                    previous = record.state
                     result = change(record)
                     if result is None:
                         pipe.unwatch()
@@ -60,6 +83,13 @@ class RecordStore:
                     pipe.set(key, record.to_json())
                     if record.terminal:
                         pipe.expire(key, self.record_ttl)
+                    if record.state != previous:
+                        pipe.xadd(
+                            keys.events(),
+                            event_fields(record, previous),  # type: ignore[arg-type]
+                            maxlen=EVENTS_MAXLEN,
+                            approximate=True,
+                        )
                     pipe.execute()
                     return record, result
                 except redis.WatchError:

@@ -6,18 +6,22 @@ raises ``Refused`` with a stable code and touches neither host.
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from broker import keys
 from broker.queues import InvalidHostName, check_host_name
+from tasks.admission import Limits, take_slots
 from tasks.errors import Refused
 from tasks.flags import validate_flags
 from tasks.negotiation import Wants, negotiate
-from tasks.publish import publish_start
 from tasks.record import MigrationRecord, new_migration_id
 from tasks.registry import HostInfo, get_host, read_inventory
 from tasks.runtime import runtime
+from tasks.scheduler import QueueEntry, classify, enqueue, load_windows, start_admitted, tick
+from tasks.states import State
 from workers import domxml, safexml
 from workers.drivers.base import OFFLINE
 
@@ -35,6 +39,10 @@ class MigrationRequest:
     flags: list[str] = field(default_factory=list)
     bandwidth: int | None = None
     id: str | None = None
+    priority: int = 0
+    window: str | None = None
+    not_before: str | None = None
+    deadline: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MigrationRequest:
@@ -91,12 +99,61 @@ def _check_options(request: MigrationRequest) -> frozenset[str]:
     return flags
 
 
+def parse_time(value: str | None, what: str) -> float:
+    """ISO 8601 with an offset (``2026-11-27T22:00:00+01:00``) to epoch seconds; 0 when absent."""
+    if value is None:
+        return 0.0
+    try:
+        parsed = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise Refused("INVALID_TIME", f"{what} {value!r} is not an ISO 8601 time") from None
+    if parsed.tzinfo is None:
+        raise Refused("INVALID_TIME", f"{what} {value!r} needs an offset, e.g. +01:00 or Z")
+    return parsed.timestamp()
+
+
+def _schedule(request: MigrationRequest) -> QueueEntry:
+    settings = runtime().settings
+    pri = request.priority
+    if isinstance(pri, bool) or not isinstance(pri, int) or not -1000 <= pri <= 1000:
+        raise Refused(
+            "INVALID_PRIORITY", f"priority must be an integer from -1000 to 1000, not {pri!r}"
+        )
+    not_before = parse_time(request.not_before, "--not-before")
+    deadline = parse_time(request.deadline, "--deadline")
+    if deadline and deadline <= max(not_before, time.time()):
+        raise Refused("DEADLINE_PASSED", "the deadline is already past (or before --not-before)")
+    if request.window is not None and request.window not in settings.windows:
+        known = ", ".join(sorted(settings.windows)) or "none are configured"
+        raise Refused("UNKNOWN_WINDOW", f"no window named {request.window!r} ({known})")
+    windows = [request.window] if request.window else []
+    for host in (request.source, request.destination):
+        assigned = settings.host_windows.get(host)
+        if assigned and assigned not in windows:
+            windows.append(assigned)
+    return QueueEntry(
+        id="",
+        source=request.source,
+        destination=request.destination,
+        bandwidth=request.bandwidth or 0,
+        priority=pri,
+        created=time.time(),
+        not_before=not_before,
+        deadline=deadline,
+        windows=windows,
+    )
+
+
 def _host(name: str, role: str) -> HostInfo:
     info = get_host(runtime().redis, name)
     if info is None:
         raise Refused("HOST_UNKNOWN", f"{role} host {name!r} is not registered")
     if not info.alive:
         raise Refused("HOST_DOWN", f"{role} host {name!r} is not alive (no recent heartbeat)")
+    if role == "destination" and runtime().redis.exists(keys.host_drained(name)):
+        raise Refused(
+            "HOST_DRAINING", f"destination host {name!r} is drained: nothing new goes there"
+        )
     return info
 
 
@@ -119,6 +176,7 @@ def submit(request: MigrationRequest) -> MigrationRecord:
     """Validate ``request``, record it and hand it to a dispatcher. Raises ``Refused``."""
     _check_names(request)
     flags = _check_options(request)
+    entry = _schedule(request)
     source, destination = _host(request.source, "source"), _host(request.destination, "destination")
     wants = Wants.of(request.dname, request.xml, flags)
     candidates = negotiate(frozenset(source.protocols), frozenset(destination.protocols), wants)
@@ -133,7 +191,14 @@ def submit(request: MigrationRequest) -> MigrationRecord:
         bandwidth=request.bandwidth,
         xml=request.xml,
         candidates=candidates,
+        priority=entry.priority,
+        window=request.window,
+        not_before=request.not_before,
+        deadline=request.deadline,
     )
+    entry.id = record.id
+    due = classify([entry], load_windows(runtime().settings.windows), dt.datetime.now(dt.UTC)).due
+    record.state = (State.WAITING if due else State.QUEUED).value
     client = runtime().redis
     guard = keys.active_domain(record.source, record.domain)
     if not client.set(guard, record.id, nx=True):
@@ -146,5 +211,12 @@ def submit(request: MigrationRequest) -> MigrationRecord:
     if not runtime().store.create(record):
         client.delete(guard)
         raise Refused("DUPLICATE_ID", f"a migration with id {record.id!r} already exists")
-    publish_start(record.id)
-    return record
+    limits = Limits.of(runtime().settings)
+    if due and take_slots(client, [entry.candidate()], limits, only_if_queue_empty=True):
+        start_admitted(record.id)
+    else:
+        entry.state = record.state
+        enqueue(entry)
+        if due:
+            tick()  # others wait ahead of it: admit in priority order now, not at the next tick
+    return runtime().store.get(record.id) or record

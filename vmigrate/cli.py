@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from vmigrate import commands
+from vmigrate import commands, control_commands
 
 EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
@@ -85,6 +85,10 @@ def _add_migrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--xml", type=Path, help="destination XML (v3 only; must keep the guest ABI)")
     p.add_argument("--bandwidth", type=_positive_int, help="MiB/s")
     p.add_argument("--id", help="choose the migration id (default: a new uuid)")
+    p.add_argument("--window", help="start only while this configured window is open")
+    p.add_argument("--not-before", metavar="TIME", help="ISO 8601 with an offset")
+    p.add_argument("--deadline", metavar="TIME", help="expire if it cannot start by then")
+    p.add_argument("--priority", type=int, default=0, help="higher starts first (default 0)")
     for flag in (
         "live",
         "paused",
@@ -131,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="run a small fleet on an embedded broker and migrate VMs")
     p.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
     sub.add_parser("embedded-stop", help="stop the embedded broker of VMIGRATE_HOME")
+    control_commands.add_parsers(sub)
     return parser
 
 
@@ -147,6 +152,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": commands.list_migrations,
     "demo": commands.demo,
     "embedded-stop": commands.embedded_stop,
+    **control_commands.HANDLERS,
 }
 
 

@@ -96,3 +96,26 @@ def record_text(record: Any) -> str:
         tag = " (cancelled)" if p["cancelled"] else ""
         lines.append(f"    v{p['version']} {p['name']}{tag} on {p['host']}: {p['outcome']}")
     return "\n".join(lines)
+
+
+def evacuation_table(items: list[dict[str, Any]]) -> str:
+    rows = [
+        [
+            i["domain"],
+            i["destination"],
+            i["state"],
+            (i["id"] or "")[:8],
+            (i["error"] or {}).get("message"),
+        ]
+        for i in items
+    ]
+    return table(["DOMAIN", "DESTINATION", "STATE", "ID", "ERROR"], rows)
+
+
+def print_event(event_id: str, fields: dict[str, str], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"event": event_id, **fields}), flush=True)
+    else:
+        previous = fields.get("previous") or "new"
+        change = f"{previous} -> {fields['state']}"
+        print(f"{fields['at']} {fields['id'][:8]} {fields['domain']}: {change}", flush=True)

@@ -128,8 +128,29 @@ def run_celery_worker(queue: str, node_name: str, loglevel: str) -> None:
     )
 
 
-def run_dispatcher(loglevel: str = "WARNING") -> None:
-    """A dispatcher process: consumes the dispatcher queue. Several may run at once."""
-    from broker.queues import DISPATCHER  # noqa: PLC0415
+def run_dispatcher(loglevel: str = "WARNING", ticker: bool = True) -> None:
+    """A dispatcher process: consumes the dispatcher queue and ticks the scheduler.
 
-    run_celery_worker(DISPATCHER, f"dispatcher-{os.getpid()}@vmigrate", loglevel)
+    Several may run at once: admission is atomic, and every record change is a compare-and-set.
+    """
+    from broker.queues import DISPATCHER  # noqa: PLC0415
+    from tasks.scheduler import run_ticker  # noqa: PLC0415
+
+    stop = threading.Event()
+    if ticker:
+        threading.Thread(target=run_ticker, args=(stop,), daemon=True, name="ticker").start()
+    try:
+        run_celery_worker(DISPATCHER, f"dispatcher-{os.getpid()}@vmigrate", loglevel)
+    finally:
+        stop.set()
+
+
+def run_scheduler() -> None:
+    """A standalone scheduler: ticks until interrupted (a dispatcher already does this)."""
+    from tasks.scheduler import run_ticker  # noqa: PLC0415
+
+    stop = threading.Event()
+    try:
+        run_ticker(stop)
+    except KeyboardInterrupt:
+        stop.set()

@@ -166,6 +166,10 @@ class Driver(abc.ABC):
         """Poll the outgoing transfer started by ``perform``."""
 
     @abc.abstractmethod
+    def abort_outgoing(self, job: MigrationJob) -> None:
+        """Cancel a running transfer (libvirt's abortJob); the source resumes, status reports it."""
+
+    @abc.abstractmethod
     def confirm(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> None:
         """v3: end the source domain, or resume it when ``cancelled``."""
 

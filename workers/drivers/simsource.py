@@ -145,6 +145,14 @@ class SimSource(SimBase):
                 return TransferStatus(False, progress=stats)
             return self._complete_transfer(job, out, dom)
 
+    def abort_outgoing(self, job: MigrationJob) -> None:
+        with self.state.change() as s:
+            out = s.outgoing.get(job.migration_id)
+            if out is None or "started_at" not in out or "result" in out:
+                return
+            dom = self._domain(job.domain)
+            self._fail_transfer(out, dom, "OPERATION_ABORTED", "migration job: canceled by client")
+
     def _progress(
         self, out: dict[str, Any], elapsed: float, dom: dict[str, Any]
     ) -> dict[str, float]:

@@ -1,0 +1,85 @@
+"""The ``/v1/`` routes of the REST API. Thin: each calls the same library functions as the CLI."""
+
+from typing import Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+
+from broker import keys
+from tasks.cancel import request_cancel
+from tasks.errors import VMigrateError
+from tasks.registry import list_hosts
+from tasks.runtime import runtime
+from tasks.submission import submit
+from vmigrate.auth import Auth
+from vmigrate.schemas import EvacuateIn, MigrationIn, request_from
+
+router = APIRouter()
+
+
+def _record(migration_id: str) -> dict[str, Any]:
+    record = runtime().store.get(migration_id)
+    if record is None:
+        raise VMigrateError("MIGRATION_UNKNOWN", f"no migration with id {migration_id!r}")
+    return record.public()
+
+
+@router.get("/healthz", include_in_schema=False)
+def health() -> dict[str, str]:
+    runtime().redis.ping()
+    return {"status": "ok"}
+
+
+@router.get("/v1/hosts", summary="List hosts with their protocols, driver and liveness")
+def hosts(_: Auth) -> list[dict[str, Any]]:
+    return [h.as_dict() for h in list_hosts(runtime().redis)]
+
+
+@router.post("/v1/migrations", status_code=202, summary="Create a migration")
+def create(body: MigrationIn, _: Auth) -> dict[str, Any]:
+    return submit(request_from(body)).public()
+
+
+@router.get("/v1/migrations", summary="List migrations, newest first, with filters")
+def listing(
+    _: Auth,
+    state: str | None = None,
+    domain: str | None = None,
+    source: str | None = None,
+    destination: str | None = None,
+    limit: int = Query(default=100, ge=1, le=10000),
+) -> list[dict[str, Any]]:
+    wanted = {"state": state, "domain": domain, "source": source, "destination": destination}
+    records = [r.public() for r in runtime().store.list(limit)]
+    return [r for r in records if all(v is None or r[k] == v for k, v in wanted.items())]
+
+
+@router.get(
+    "/v1/migrations/{migration_id}", summary="Read one migration (as `vmigrate show --json`)"
+)
+def read(migration_id: str, _: Auth) -> dict[str, Any]:
+    return _record(migration_id)
+
+
+@router.post("/v1/migrations/{migration_id}/cancel", status_code=202, summary="Cancel a migration")
+def cancel(migration_id: str, _: Auth) -> dict[str, Any]:
+    _record(migration_id)
+    return request_cancel(migration_id).public()
+
+
+@router.post("/v1/hosts/{host}/evacuate", status_code=202, summary="Evacuate (or drain) a host")
+def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
+    from tasks import evacuation  # noqa: PLC0415
+
+    if body.drain:
+        evacuation.set_drained(host, True)
+    items = evacuation.evacuate(host, body.to, body.window)
+    return JSONResponse(status_code=202, content={"host": host, "migrations": items})
+
+
+@router.get("/v1/events", summary="State changes after a stream id (default: from the start)")
+def events(
+    _: Auth, since: str = "0", limit: int = Query(default=100, ge=1, le=10000)
+) -> list[dict[str, Any]]:
+    found: list[Any] = runtime().redis.xread({keys.events(): since}, count=limit) or []  # type: ignore[assignment]
+    return [{"event": event_id, **fields} for _s, entries in found for event_id, fields in entries]
