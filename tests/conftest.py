@@ -7,6 +7,7 @@ ended by its pid when the session ends, even on failure. In CI (CI=true) a missi
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from collections.abc import Iterator
@@ -19,10 +20,35 @@ TEST_DB = int(os.environ.get("VMIGRATE_TEST_DB", "11"))
 REDIS_URL = os.environ.get("VMIGRATE_TEST_REDIS", f"redis://127.0.0.1:6379/{TEST_DB}")
 HOME = Path(tempfile.mkdtemp(prefix="vmigrate-test-"))
 
-# The test process is a client of the same broker as the fleet it starts.
+# A window closed now (a minute on the day after tomorrow), and one always open.
+_CLOSED_DAY = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[
+    (dt.datetime.now(dt.UTC).weekday() + 2) % 7
+]
+CONFIG = HOME / "vmigrate.toml"
+CONFIG.write_text(f"""
+[limits]
+outbound_per_host = 2
+inbound_per_host = 2
+fleet = 5
+
+[windows.closed]
+timezone = "UTC"
+ranges = ["{_CLOSED_DAY} 12:00-12:01"]
+
+[windows.always]
+timezone = "UTC"
+ranges = ["Mon-Sun 00:00-24:00"]
+
+[windows.nights]
+timezone = "Europe/Paris"
+ranges = ["Mon-Fri 22:00-06:00", "Sat-Sun 00:00-24:00"]
+""")
+
+# The test process is a client of the same broker, with the same configuration, as its fleet.
 os.environ["VMIGRATE_BROKER_URL"] = REDIS_URL
 os.environ["VMIGRATE_HOME"] = str(HOME)
-os.environ.pop("VMIGRATE_CONFIG", None)
+os.environ["VMIGRATE_CONFIG"] = str(CONFIG)
+os.environ["VMIGRATE_API_TOKENS"] = "test-token-1,test-token-2"
 
 #: The integration fleet: every mix of protocol versions, two hosts of each kind.
 FLEET_HOSTS = {
@@ -77,9 +103,10 @@ def fleet(redis_client: redis.Redis) -> Iterator[object]:
         local.start_host("twin-b", "--host-uuid", TWIN_UUID)
         local.start_host("small", "--memory-mib", "1024")
         local.start_host("slow", "--link-mibps", "256")
+        local.start_host("evac", "--memory-mib", "65536")
         local.start_dispatcher("dispatcher-1")
         local.start_dispatcher("dispatcher-2")
-        local.wait_ready(redis_client, [*FLEET_HOSTS, "twin-a", "twin-b", "small", "slow"])
+        local.wait_ready(redis_client, [*FLEET_HOSTS, "twin-a", "twin-b", "small", "slow", "evac"])
         yield local
     finally:
         local.stop_all()
