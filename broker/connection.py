@@ -58,3 +58,17 @@ def describe(broker_url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return parts._replace(netloc=netloc).geturl()
     return broker_url
+
+
+def persistence_warning(client: Client) -> str | None:
+    """A sentence when the Redis behind ``client`` keeps nothing on disk, else None."""
+    try:
+        info = client.info("persistence")
+    except redis.RedisError:
+        return None
+    if info.get("aof_enabled"):
+        return None
+    return (
+        "warning: the Redis vmigrate uses keeps no append-only file; if it restarts, queued "
+        "migrations and in-flight messages are lost (see deploy/redis/redis.conf)"
+    )

@@ -19,6 +19,11 @@ def host_alive(host: str) -> str:
     return f"{PREFIX}:host:{host}:alive"
 
 
+def host_last_seen(host: str) -> str:
+    """Epoch of the host's last heartbeat (no expiry: tells how long a dead host has been down)."""
+    return f"{PREFIX}:host:{host}:last-seen"
+
+
 def host_domains(host: str) -> str:
     """JSON inventory of the domains a host runs, rewritten after every change."""
     return f"{PREFIX}:host:{host}:domains"
@@ -72,3 +77,12 @@ def host_drained(host: str) -> str:
 def tick_lock() -> str:
     """Short-lived key that debounces scheduler ticks triggered by finished migrations."""
     return f"{PREFIX}:tick-lock"
+
+
+def active() -> str:
+    """Set of the ids of migrations not yet ended (what the sweeper looks at)."""
+    return f"{PREFIX}:active"
+
+
+def sweep_lock() -> str:
+    return f"{PREFIX}:sweep-lock"

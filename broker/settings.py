@@ -40,6 +40,16 @@ class Settings:
     command_timeout: float = 30.0
     #: How long finished migration records are kept, in seconds.
     record_ttl: int = 30 * 24 * 3600
+    #: A phase message unanswered (or a phase unfinished) this long is sent again; the driver's
+    #: phases are idempotent, and fencing makes a second copy harmless.
+    phase_timeout: float = 30.0
+    #: A Perform whose progress poll has not run for this long gets a new poll.
+    poll_stale_after: float = 10.0
+    #: A host without heartbeat this long is dead: its pending phases fail with HOST_DOWN and the
+    #: migration rolls back (or, past the hand-over, forward).
+    host_dead_after: float = 60.0
+    #: How long a signed message stays valid, in seconds.
+    message_ttl: float = 600.0
     #: Admission limits (TOML table ``[limits]``): migrations in flight out of / into one host,
     #: and in the whole fleet. A migration that does not fit waits; it never fails for a slot.
     outbound_per_host: int = 2
@@ -66,6 +76,10 @@ ENV_OVERRIDES: dict[str, str] = {
     "VMIGRATE_HEARTBEAT_INTERVAL": "heartbeat_interval",
     "VMIGRATE_HOST_TTL": "host_ttl",
     "VMIGRATE_POLL_INTERVAL": "poll_interval",
+    "VMIGRATE_PHASE_TIMEOUT": "phase_timeout",
+    "VMIGRATE_POLL_STALE_AFTER": "poll_stale_after",
+    "VMIGRATE_HOST_DEAD_AFTER": "host_dead_after",
+    "VMIGRATE_SCHEDULER_INTERVAL": "scheduler_interval",
 }
 
 

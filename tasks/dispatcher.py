@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 
 from tasks import flow
+from tasks.crashpoints import maybe_crash
 from tasks.errors import Refused
 from tasks.negotiation import Wants, negotiate
 from tasks.publish import finished, publish_step
@@ -63,6 +64,7 @@ def start_migration(migration_id: str) -> str:
     if started is None:
         return "ignored"
     record = started[0]
+    maybe_crash("start:after-cas")
     if record.terminal:
         finished(record)
         return "failed"

@@ -7,6 +7,7 @@ when a host refuses a version, and records where the VM lives. No I/O happens he
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ def open_phase(record: MigrationRecord, host: str) -> None:
     """Record that the step in flight started running on ``host``."""
     assert record.step is not None and record.protocol is not None
     record.step.status = "running"
+    record.step.touched = time.time()
     record.phases.append(
         PhaseRun(record.step.phase, host, record.protocol, record.step.cancelled, now_iso())
     )

@@ -9,10 +9,12 @@ crash mid-phase may safely run the phase again.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from tasks import flow
+from tasks.crashpoints import maybe_crash
 from tasks.hostside import HostContext, current_host, job_for
 from tasks.protocol import Phase
 from tasks.publish import finished, publish_poll, publish_step
@@ -39,7 +41,10 @@ def _claim(
     if _matches(record, message, "sent"):
         flow.open_phase(record, host)
         return True
-    if redelivered and _matches(record, message, "running") and record.phases[-1].host == host:
+    retry = redelivered or message.get("retry", False)
+    if retry and _matches(record, message, "running") and record.phases[-1].host == host:
+        assert record.step is not None
+        record.step.touched = time.time()
         return True  # our own earlier copy died mid-phase: run it again (the driver is idempotent)
     return None
 
@@ -55,7 +60,10 @@ def run_phase(message: dict[str, Any], redelivered: bool = False) -> str:
         return "ignored"
     record = claimed[0]
     phase = Phase(message["phase"])
+    point = phase.value + ("(c)" if message["cancelled"] else "")
+    maybe_crash(f"{point}:before")
     outcome = _execute(ctx, record, phase, message["cancelled"])
+    maybe_crash(f"{point}:after")
     ctx.publish_inventory()  # before the record moves on, so readers never see it stale
     if phase == Phase.PERFORM and outcome.ok and not message["cancelled"]:
         _start_polling(record, message, ctx.host)
@@ -94,7 +102,7 @@ def _start_polling(record: MigrationRecord, message: dict[str, Any], host: str) 
         if not _matches(r, message, "running"):
             return None
         assert r.step is not None
-        r.step.status, r.step.poll = "polling", 0
+        r.step.status, r.step.poll, r.step.touched = "polling", 0, time.time()
         return True
 
     marked = runtime().store.update(record.id, mark)
@@ -118,6 +126,7 @@ def run_poll(message: dict[str, Any]) -> str:
     if record is None or not _this_poll(record, message):
         return "ignored"
     job = job_for(record, Phase.PERFORM)
+    maybe_crash("poll")
     if record.cancel_requested:
         ctx.driver.abort_outgoing(job)
     status = ctx.driver.perform_status(job)
@@ -127,6 +136,7 @@ def run_poll(message: dict[str, Any]) -> str:
             if not _this_poll(r, message) or r.step is None:
                 return None
             r.step.poll += 1
+            r.step.touched = time.time()
             r.progress = status.progress
             return True
 

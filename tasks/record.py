@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,6 +46,7 @@ class StepState:
     status: str = "sent"  # sent | running | polling | done
     poll: int = 0
     sent_at: str = field(default_factory=now_iso)
+    touched: float = field(default_factory=time.time)  # last sign of life (claim, poll, resend)
 
 
 @dataclass

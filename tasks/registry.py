@@ -9,6 +9,7 @@ phases therefore re-check the version on the host itself.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -42,11 +43,23 @@ def register(client: Client, info: HostInfo, ttl: float) -> None:
         pipe.set(keys.host_info(info.name), json.dumps(data))
         pipe.sadd(keys.hosts(), info.name)
         pipe.set(keys.host_alive(info.name), now_iso(), px=int(ttl * 1000))
+        pipe.set(keys.host_last_seen(info.name), str(time.time()))
         pipe.execute()
 
 
 def heartbeat(client: Client, host: str, ttl: float) -> None:
-    client.set(keys.host_alive(host), now_iso(), px=int(ttl * 1000))
+    with client.pipeline() as pipe:
+        pipe.set(keys.host_alive(host), now_iso(), px=int(ttl * 1000))
+        pipe.set(keys.host_last_seen(host), str(time.time()))
+        pipe.execute()
+
+
+def down_for(client: Client, host: str) -> float:
+    """Seconds since the host's last heartbeat (0 while it is alive)."""
+    if client.exists(keys.host_alive(host)):
+        return 0.0
+    seen = client.get(keys.host_last_seen(host))
+    return time.time() - float(seen) if seen else float("inf")
 
 
 def unregister_alive(client: Client, host: str) -> None:

@@ -152,13 +152,17 @@ def tick_lock(milliseconds: int = 100) -> bool:
 
 
 def run_ticker(stop: Any) -> None:
-    """Tick every ``scheduler_interval`` until ``stop`` (a threading.Event) is set."""
+    """Tick (and sweep) every ``scheduler_interval`` until ``stop`` (a threading.Event) is set."""
+    from tasks.sweeper import sweep, sweep_lock  # noqa: PLC0415 (the sweeper builds on this module)
+
     interval = runtime().settings.scheduler_interval
     while not stop.wait(interval):
         try:
             tick()
-        except Exception:  # a broker blip: the next tick retries
-            log.warning("scheduler tick failed", exc_info=True)
+            if sweep_lock(interval):
+                sweep()
+        except Exception:  # a broker blip: the next round retries
+            log.warning("scheduler round failed", exc_info=True)
 
 
 def tick(now: dt.datetime | None = None) -> dict[str, int]:

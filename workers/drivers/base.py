@@ -139,6 +139,10 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def host_uuid(self) -> str: ...
 
+    @abc.abstractmethod
+    def migration_jobs(self) -> dict[str, dict[str, str]]:
+        """Unfinished migration jobs on this host: id -> {"role": outgoing|incoming, "domain"}."""
+
     # Domain management -------------------------------------------------------------------
     @abc.abstractmethod
     def define(self, xml: str) -> DomainInfo: ...

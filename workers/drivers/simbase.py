@@ -87,6 +87,22 @@ class SimBase(Driver):
         if phase in read_knobs(xml).faults:
             raise InjectedFault(f"fault injected in {phase} by the domain's sim metadata")
 
+    def migration_jobs(self) -> dict[str, dict[str, str]]:
+        with self.state.lock:
+            jobs = {
+                mid: {"role": "outgoing", "domain": out["domain"]}
+                for mid, out in self.state.outgoing.items()
+                if not out.get("ended")
+            }
+            jobs.update(
+                {
+                    mid: {"role": "incoming", "domain": inc["origname"]}
+                    for mid, inc in self.state.incoming.items()
+                    if inc["status"] in ("prepared", "received")
+                }
+            )
+            return jobs
+
     # Domain management -------------------------------------------------------------------
     def define(self, xml: str) -> DomainInfo:
         dom = domxml.parse_domain(xml, assign_uuid=True)

@@ -46,6 +46,8 @@ class SimDestination(SimBase):
     def prepare(self, job: MigrationJob, cookie: str | None, dom_xml: str | None) -> PrepareResult:
         with self.state.change() as s:
             known = s.incoming.get(job.migration_id)
+            if known and known["status"] == "prepared" and job.migration_id not in self._listeners:
+                self._listen(job.migration_id, known)  # this worker restarted: listen again
             if known and known["status"] in ("prepared", "received"):
                 return PrepareResult(known["uri"], known["cookie"])
             incoming: dict[str, Any] = {
@@ -73,20 +75,20 @@ class SimDestination(SimBase):
             if OFFLINE in job.flags:
                 incoming.update(uri="offline:", status="received")
             else:
-                listener = stream.listen(
-                    self.config.migration_address,
-                    self.config.ports,
-                    self._ports_in_use(),
-                    lambda header: self._receive(job.migration_id, header),
-                )
-                self._listeners[job.migration_id] = listener
-                incoming.update(
-                    uri=f"tcp:{self.config.migration_address}:{listener.port}",
-                    port=listener.port,
-                    status="prepared",
-                )
+                self._listen(job.migration_id, incoming)
             s.incoming[job.migration_id] = incoming
             return PrepareResult(incoming["uri"], incoming["cookie"])
+
+    def _listen(self, migration_id: str, incoming: dict[str, Any]) -> None:
+        listener = stream.listen(
+            self.config.migration_address,
+            self.config.ports,
+            self._ports_in_use(),
+            lambda header: self._receive(migration_id, header),
+        )
+        self._listeners[migration_id] = listener
+        address = self.config.migration_address
+        incoming.update(uri=f"tcp:{address}:{listener.port}", port=listener.port, status="prepared")
 
     def _ports_in_use(self) -> set[int]:
         return {
