@@ -41,6 +41,7 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
     }
     config: dict[str, Any] = {
         "broker_url": broker_url,
+        "broker_transport": "broker.transport:Transport",
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "broker_connection_max_retries": None,

@@ -86,3 +86,8 @@ def active() -> str:
 
 def sweep_lock() -> str:
     return f"{PREFIX}:sweep-lock"
+
+
+def nonce(value: str) -> str:
+    """A message's single-use id, kept until the message expires (replays are refused)."""
+    return f"{PREFIX}:nonce:{value}"

@@ -50,6 +50,10 @@ class Settings:
     host_dead_after: float = 60.0
     #: How long a signed message stays valid, in seconds.
     message_ttl: float = 600.0
+    #: Key files for signing messages: key id -> path. Empty: a generated single-machine key.
+    signing_keys: dict[str, str] = field(default_factory=dict)
+    #: Which key of ``signing_keys`` signs (all of them verify, so keys can be rotated).
+    signing_key_id: str = ""
     #: Admission limits (TOML table ``[limits]``): migrations in flight out of / into one host,
     #: and in the whole fleet. A migration that does not fit waits; it never fails for a slot.
     outbound_per_host: int = 2

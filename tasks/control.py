@@ -14,7 +14,7 @@ from broker import keys
 from broker.queues import host_queue
 from tasks.errors import VMigrateError
 from tasks.hostside import current_host
-from tasks.publish import CONTROL_TASK
+from tasks.publish import CONTROL_TASK, send
 from tasks.registry import get_host
 from tasks.runtime import runtime
 from workers.drivers.base import DriverError
@@ -57,7 +57,7 @@ def call_host(host: str, action: str, args: dict[str, Any], timeout: float | Non
     if not info.alive:
         raise VMigrateError("HOST_DOWN", f"host {host!r} is not alive (no recent heartbeat)")
     request_id = str(uuid.uuid4())
-    rt.app.send_task(CONTROL_TASK, args=[request_id, action, args], queue=host_queue(host))
+    send(CONTROL_TASK, [request_id, action, args], host_queue(host))
     wait = timeout if timeout is not None else rt.settings.command_timeout
     answer = rt.redis.blpop([keys.reply(request_id)], timeout=wait)
     if answer is None:

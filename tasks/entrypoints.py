@@ -1,17 +1,24 @@
 """The Celery tasks: thin, like web views. They take ids and plain JSON and call plain functions.
 
+Every task verifies its message's signature, expiry, single-use id and target queue before it does
+anything (broker/security.py); an unauthentic message is logged and dropped.
+
 Task names are the documented interface for applications that speak to the broker directly:
-``vmigrate.submit`` takes one JSON object (see ``tasks.submission.MigrationRequest``).
+``vmigrate.submit`` takes one JSON object (see ``tasks.submission.MigrationRequest``), signed with
+the fleet's key (``tasks.publish.send``).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from celery import Task
 
 from broker.app import get_app
+from broker.security import Unauthentic
 from tasks import control, dispatcher, phases, scheduler, submission
 from tasks.errors import Refused
 from tasks.publish import (
@@ -22,50 +29,73 @@ from tasks.publish import (
     SUBMIT_TASK,
     TICK_TASK,
 )
+from tasks.runtime import runtime
 
 log = logging.getLogger(__name__)
 app = get_app()
+REFUSED = "refused: unauthentic message"
+
+
+def authentic(body: Callable[..., Any]) -> Callable[..., Any]:
+    """Verify the message before ``body`` runs; refuse it (and log why) otherwise."""
+
+    @functools.wraps(body)
+    def checked(self: Task, *args: Any, auth: Any = None) -> Any:
+        queue = (self.request.delivery_info or {}).get("routing_key", "")
+        try:
+            runtime().keyring.verify(self.name, queue, list(args), auth, runtime().redis)
+        except Unauthentic as reason:
+            log.warning("refused %s on %s (id %s): %s", self.name, queue, self.request.id, reason)
+            return REFUSED
+        return body(self, *args)
+
+    return checked
 
 
 def _redelivered(task: Task) -> bool:
-    info = task.request.delivery_info or {}
-    return bool(info.get("redelivered"))
+    return bool((task.request.delivery_info or {}).get("redelivered"))
 
 
 @app.task(name=PHASE_TASK, bind=True)
+@authentic
 def phase(self: Task, message: dict[str, Any]) -> str:
     return phases.run_phase(message, redelivered=_redelivered(self))
 
 
-@app.task(name=POLL_TASK)
-def poll(message: dict[str, Any]) -> str:
+@app.task(name=POLL_TASK, bind=True)
+@authentic
+def poll(self: Task, message: dict[str, Any]) -> str:
     return phases.run_poll(message)
 
 
-@app.task(name=CONTROL_TASK)
-def host_control(request_id: str, action: str, args: dict[str, Any]) -> None:
+@app.task(name=CONTROL_TASK, bind=True)
+@authentic
+def host_control(self: Task, request_id: str, action: str, args: dict[str, Any]) -> None:
     control.run_control(request_id, action, args)
 
 
-@app.task(name=START_TASK)
-def start(migration_id: str) -> str:
+@app.task(name=START_TASK, bind=True)
+@authentic
+def start(self: Task, migration_id: str) -> str:
     return dispatcher.start_migration(migration_id)
 
 
-@app.task(name=TICK_TASK)
-def tick() -> dict[str, int] | None:
+@app.task(name=TICK_TASK, bind=True)
+@authentic
+def tick(self: Task) -> dict[str, int] | None:
     """Release queued migrations now (sent when a slot frees up); skipped if one just ran."""
     if not scheduler.tick_lock():
         return None
     return scheduler.tick()
 
 
-@app.task(name=SUBMIT_TASK)
-def submit(request: dict[str, Any]) -> dict[str, Any]:
+@app.task(name=SUBMIT_TASK, bind=True)
+@authentic
+def submit(self: Task, request: dict[str, Any]) -> dict[str, Any]:
     """For other applications: submit a migration. Refusals are logged, never retried."""
     try:
         record = submission.submit(submission.MigrationRequest.from_dict(request))
     except Refused as exc:
-        log.warning("refused migration request %s: %s", request, exc.message)
+        log.warning("refused migration request: %s", exc.message)
         return {"error": exc.as_dict()}
     return {"id": record.id}

@@ -27,6 +27,13 @@ return 0
 """
 
 
+def send(task: str, args: list[Any], queue: str, countdown: float | None = None) -> None:
+    """Publish ``task`` to ``queue``, signed with the fleet's key (see broker/security.py)."""
+    rt = runtime()
+    auth = rt.keyring.sign(task, queue, args, rt.settings.message_ttl)
+    rt.app.send_task(task, args=args, kwargs={"auth": auth}, queue=queue, countdown=countdown)
+
+
 def phase_message(record: MigrationRecord) -> dict[str, Any]:
     assert record.step is not None
     return {
@@ -43,22 +50,17 @@ def publish_step(record: MigrationRecord) -> None:
     assert record.step is not None
     step = Step(Phase(record.step.phase), record.step.cancelled)
     queue = host_queue(flow.host_of(record, step))
-    runtime().app.send_task(PHASE_TASK, args=[phase_message(record)], queue=queue)
+    send(PHASE_TASK, [phase_message(record)], queue)
 
 
 def publish_poll(record: MigrationRecord, host: str) -> None:
     assert record.step is not None
     message = {**phase_message(record), "poll": record.step.poll}
-    runtime().app.send_task(
-        POLL_TASK,
-        args=[message],
-        queue=host_queue(host),
-        countdown=runtime().settings.poll_interval,
-    )
+    send(POLL_TASK, [message], host_queue(host), countdown=runtime().settings.poll_interval)
 
 
 def publish_start(migration_id: str) -> None:
-    runtime().app.send_task(START_TASK, args=[migration_id], queue=DISPATCHER)
+    send(START_TASK, [migration_id], DISPATCHER)
 
 
 def finished(record: MigrationRecord) -> None:
@@ -68,4 +70,4 @@ def finished(record: MigrationRecord) -> None:
     guard = keys.active_domain(record.source, record.domain)
     client.eval(_RELEASE_GUARD, 1, guard, record.id)  # type: ignore[no-untyped-call]
     if client.hdel(keys.slots(), record.id) and client.hlen(keys.queue()):
-        runtime().app.send_task(TICK_TASK, queue=DISPATCHER)
+        send(TICK_TASK, [], DISPATCHER)

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 from celery import Celery
 
-from broker.app import resolve_broker_url
+from broker.app import home_directory, resolve_broker_url
 from broker.connection import Client, redis_client
+from broker.security import Keyring, load_keyring
 from broker.settings import Settings
 from tasks.store import RecordStore
 
@@ -19,6 +20,7 @@ class Runtime:
     settings: Settings
     redis: Client
     store: RecordStore
+    keyring: Keyring
 
 
 @functools.cache
@@ -29,4 +31,5 @@ def runtime() -> Runtime:
 
     settings: Settings = app.vmigrate_settings
     client = redis_client(resolve_broker_url(settings))
-    return Runtime(app, settings, client, RecordStore(client, settings.record_ttl))
+    keyring = load_keyring(settings.signing_keys, settings.signing_key_id, home_directory())
+    return Runtime(app, settings, client, RecordStore(client, settings.record_ttl), keyring)

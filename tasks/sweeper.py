@@ -23,7 +23,7 @@ from tasks import flow
 from tasks.admission import epoch
 from tasks.phases import complete
 from tasks.protocol import Phase, Step
-from tasks.publish import PHASE_TASK, phase_message, publish_poll, publish_start
+from tasks.publish import PHASE_TASK, phase_message, publish_poll, publish_start, send
 from tasks.record import MigrationRecord
 from tasks.registry import down_for
 from tasks.runtime import runtime
@@ -75,7 +75,7 @@ def _resend(record: MigrationRecord, host: str, retry: bool) -> None:
     if fresh is None:
         return
     message = {**phase_message(fresh), "retry": retry}
-    runtime().app.send_task(PHASE_TASK, args=[message], queue=host_queue(host))
+    send(PHASE_TASK, [message], host_queue(host))
     log.warning("re-sent %s of migration %s to %s", record.step.phase, record.id, host)
 
 

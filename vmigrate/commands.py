@@ -150,6 +150,10 @@ def _request(args: argparse.Namespace) -> Any:
         flags=flags,
         bandwidth=args.bandwidth,
         id=args.id,
+        priority=args.priority,
+        window=args.window,
+        not_before=args.not_before,
+        deadline=args.deadline,
     )
 
 

@@ -216,3 +216,29 @@ def test_celery_finds_the_app(fleet):
     )
     assert result.returncode == 0, result.stderr
     assert "pong" in result.stdout
+
+
+def test_scheduling_options_reach_the_record(fleet):
+    vm = running_vm("pxa")
+    later = "2099-01-01T00:00:00+00:00"
+    record = json.loads(
+        vmigrate(
+            "migrate",
+            vm["name"],
+            "--from",
+            "pxa",
+            "--to",
+            "pxb",
+            "--window",
+            "closed",
+            "--not-before",
+            later,
+            "--priority",
+            "7",
+            "--json",
+        ).stdout
+    )
+    assert record["state"] == "queued"
+    assert (record["window"], record["not_before"], record["priority"]) == ("closed", later, 7)
+    cancelled = vmigrate("cancel", record["id"], "--json")
+    assert json.loads(cancelled.stdout)["state"] == "cancelled"

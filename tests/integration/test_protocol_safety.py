@@ -10,7 +10,7 @@ import pytest
 from broker import keys
 from broker.queues import DISPATCHER, host_queue
 from tasks.errors import Refused
-from tasks.publish import PHASE_TASK, POLL_TASK, START_TASK
+from tasks.publish import PHASE_TASK, POLL_TASK, START_TASK, send
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
 from tests.conftest import TWIN_UUID
@@ -54,7 +54,6 @@ def test_duplicated_messages_change_nothing(fleet):
     """Re-send the start, every phase and a poll while the migration runs and after it ended."""
     vm = running_vm("slow", memory_mib=1024)  # 4 s of transfer on slow's 256 MiB/s link
     record = submit(MigrationRequest(vm["name"], "slow", "pxa", flags=["live"]))
-    app = runtime().app
     deadline = time.monotonic() + 20
     running = runtime().store.get(record.id)
     while not (running.step and running.step.status == "polling") and time.monotonic() < deadline:
@@ -63,7 +62,7 @@ def test_duplicated_messages_change_nothing(fleet):
     assert running.state == "perform" and running.step.status == "polling"
 
     def resend_everything(current):
-        app.send_task(START_TASK, args=[record.id], queue=DISPATCHER)
+        send(START_TASK, [record.id], DISPATCHER)
         steps = [(seq, p.name, p.cancelled) for seq, p in enumerate(current.phases, start=1)]
         if current.step:
             steps.append((current.step.seq, current.step.phase, current.step.cancelled))
@@ -78,8 +77,8 @@ def test_duplicated_messages_change_nothing(fleet):
                 "phase": phase,
                 "cancelled": cancelled,
             }
-            app.send_task(PHASE_TASK, args=[message], queue=host_queue(host))
-            app.send_task(POLL_TASK, args=[{**message, "poll": 0}], queue=host_queue(host))
+            send(PHASE_TASK, [message], host_queue(host))
+            send(POLL_TASK, [{**message, "poll": 0}], host_queue(host))
 
     resend_everything(running)
     final = wait_terminal(record.id)

@@ -14,7 +14,7 @@ from tasks.admission import slot_holders
 from tasks.cancel import request_cancel
 from tasks.errors import Refused
 from tasks.evacuation import evacuate, set_drained
-from tasks.publish import SUBMIT_TASK
+from tasks.publish import SUBMIT_TASK, send
 from tasks.runtime import runtime
 from tasks.scheduler import load_windows, tick
 from tasks.submission import MigrationRequest, submit
@@ -244,9 +244,9 @@ def test_events_stream_every_state_change(fleet):
 
 def test_celery_entry_point_for_other_applications(fleet):
     vm = running_vm("pxa")
-    runtime().app.send_task(
+    send(
         SUBMIT_TASK,
-        args=[
+        [
             {
                 "domain": vm["name"],
                 "source": "pxa",
@@ -255,7 +255,7 @@ def test_celery_entry_point_for_other_applications(fleet):
                 "id": "from-another-app-1",
             }
         ],
-        queue=DISPATCHER,
+        DISPATCHER,
     )
     deadline = time.monotonic() + 20
     while runtime().store.get("from-another-app-1") is None and time.monotonic() < deadline:

@@ -1,0 +1,162 @@
+"""Redis killed and restarted under deploy/redis/redis.conf: nothing queued or running is lost.
+
+Workers and dispatchers are not restarted: they reconnect by themselves, and the sweeper drives on
+any migration whose in-flight message the restart lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tasks.registry import read_inventory
+from tasks.store import RecordStore
+from tests.conftest import FAST_RECOVERY, require_redis
+from tests.helpers import vm_xml
+from tests.integration.test_api import free_port
+from vmigrate.fleet import LocalFleet
+
+CONF = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "redis.conf"
+
+
+def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            str(CONF),
+            "--port",
+            str(port),
+            "--dir",
+            str(directory),
+            "--bind",
+            "127.0.0.1",
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[])
+    for _ in range(100):
+        if proc.poll() is not None:
+            raise RuntimeError(f"redis-server exited with {proc.returncode}")
+        try:
+            if client.ping():
+                return proc
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server did not start")
+
+
+@pytest.fixture
+def persistent_redis(tmp_path):
+    require_redis()
+    port = free_port()
+    procs = [start_redis(port, tmp_path)]
+    try:
+        yield port, tmp_path, procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+
+
+def test_queued_and_running_migrations_survive_a_redis_restart(persistent_redis, tmp_path):
+    port, directory, procs = persistent_redis
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, decode_responses=True)
+    store = RecordStore(client, 3600)
+    home = tmp_path / "home"
+    env = {"VMIGRATE_BROKER_URL": url, **FAST_RECOVERY, "VMIGRATE_CONFIG": ""}
+    fleet = LocalFleet(env, home)
+    try:
+        fleet.start_host("ra", "--link-mibps", "256")
+        fleet.start_host("rb")
+        fleet.start_dispatcher()
+        fleet.wait_ready(client, ["ra", "rb"])
+        pids = {name: p.pid for name, p in fleet.processes.items()}
+        run = [
+            vmigrate_cli(
+                env,
+                home,
+                "define",
+                "ra",
+                xml_file(tmp_path, f"vm{i}", 2048 if i == 0 else 256),
+                "--start",
+            )
+            for i in range(4)
+        ]
+        assert all(r.returncode == 0 for r in run), [r.stderr for r in run]
+        running = submit_cli(env, home, "vm0", [])
+        later = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=12)).isoformat()
+        queued = [submit_cli(env, home, f"vm{i}", ["--not-before", later]) for i in (1, 2, 3)]
+        wait_for_state(store, running, "perform")
+        assert {store.get(q).state for q in queued} == {"queued"}
+
+        procs[0].send_signal(signal.SIGKILL)
+        procs[0].wait(10)
+        time.sleep(1.0)
+        procs.append(start_redis(port, directory))
+
+        assert {store.get(q).state for q in queued} == {"queued"}
+        assert client.hlen("vmigrate:queue") == 3
+        finals = [wait_terminal(store, m, 90) for m in [running, *queued]]
+        assert [f.state for f in finals] == ["completed"] * 4, [(f.state, f.error) for f in finals]
+        names = {d["name"] for d in read_inventory(client, "rb") if d["state"] == "running"}
+        assert names == {"vm0", "vm1", "vm2", "vm3"}
+        assert {n: p.pid for n, p in fleet.processes.items()} == pids  # nobody was restarted
+        assert all(p.poll() is None for p in fleet.processes.values())
+        assert "keeps no append-only file" not in (home / "logs" / "ra.log").read_text()
+    finally:
+        fleet.stop_all()
+
+
+def xml_file(tmp_path: Path, name: str, memory: int) -> str:
+    path = tmp_path / f"{name}.xml"
+    path.write_text(vm_xml(name, memory_mib=memory))
+    return str(path)
+
+
+def vmigrate_cli(env, home, *args):
+    full = {**os.environ, **env, "VMIGRATE_HOME": str(home)}
+    full.pop("VMIGRATE_CONFIG")
+    return subprocess.run(
+        [sys.executable, "-m", "vmigrate.cli", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def submit_cli(env, home, name, extra):
+    result = vmigrate_cli(
+        env, home, "migrate", name, "--from", "ra", "--to", "rb", "--live", *extra
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def wait_for_state(store, migration_id, state, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if store.get(migration_id).state == state:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"{migration_id} never reached {state}")
+
+
+def wait_terminal(store, migration_id, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = store.get(migration_id)
+        if record is not None and record.terminal:
+            return record
+        time.sleep(0.1)
+    raise AssertionError(f"{migration_id} did not end: {store.get(migration_id)}")
