@@ -1,0 +1,115 @@
+"""The ACL rules deploy/ ships are enough for a fleet, and the reader can only read."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import FAST_RECOVERY
+from tests.helpers import vm_xml
+from tests.integration.test_api import free_port
+from vmigrate.fleet import LocalFleet
+
+ACL = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl.example"
+PASSWORD = "s3cret-for-the-test-only-0123456789"
+
+
+@pytest.fixture
+def acl_redis(tmp_path):
+    acl = tmp_path / "users.acl"
+    acl.write_text(
+        "\n".join(
+            line
+            for line in ACL.read_text().replace("CHANGE-ME", PASSWORD).splitlines()
+            if line and not line.startswith("#")
+        )
+        + "\n"
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--aclfile",
+            str(acl),
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(
+        port=port,
+        username="vmigrate",
+        password=PASSWORD,
+        decode_responses=True,
+        socket_connect_timeout=0.5,
+        retry_on_error=[],
+    )
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None, "redis-server did not start"
+                time.sleep(0.05)
+        yield port, client
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def cli(env, home, *args):
+    full = {**os.environ, **env, "VMIGRATE_HOME": str(home)}
+    full.pop("VMIGRATE_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "vmigrate.cli", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def test_a_fleet_runs_as_the_acl_user_and_the_reader_cannot_write(acl_redis, tmp_path):
+    port, client = acl_redis
+    with pytest.raises(redis.AuthenticationError):
+        redis.Redis(port=port).ping()
+    url = f"redis://vmigrate:{PASSWORD}@127.0.0.1:{port}/0"
+    env = {"VMIGRATE_BROKER_URL": url, **FAST_RECOVERY}
+    home = tmp_path / "home"
+    fleet = LocalFleet(env, home)
+    try:
+        fleet.start_host("acl-a")
+        fleet.start_host("acl-b")
+        fleet.start_dispatcher()
+        fleet.wait_ready(client, ["acl-a", "acl-b"])
+        xml = tmp_path / "vm.xml"
+        xml.write_text(vm_xml("aclvm"))
+        assert cli(env, home, "define", "acl-a", str(xml), "--start").returncode == 0
+        done = cli(
+            env, home, "migrate", "aclvm", "--from", "acl-a", "--to", "acl-b", "--live", "--wait"
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        fleet.stop_all()
+    for log in (home / "logs").iterdir():
+        assert "NOPERM" not in log.read_text(), log.name
+
+    reader = redis.Redis(
+        port=port, username="vmigrate-reader", password=PASSWORD, decode_responses=True
+    )
+    assert reader.smembers("vmigrate:hosts") == {"acl-a", "acl-b"}
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        reader.set("vmigrate:hosts", "x")
