@@ -48,6 +48,9 @@ class Settings:
     #: A host without heartbeat this long is dead: its pending phases fail with HOST_DOWN and the
     #: migration rolls back (or, past the hand-over, forward).
     host_dead_after: float = 60.0
+    #: QEMU driver: a migration still running after this many seconds per GiB of guest RAM is
+    #: aborted, or switched to post-copy when allowed (KubeVirt's default, 150).
+    completion_timeout_per_gib: float = 150.0
     #: How long a signed message stays valid, in seconds.
     message_ttl: float = 600.0
     #: Key files for signing messages: key id -> path. Empty: a generated single-machine key.
@@ -84,6 +87,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "VMIGRATE_POLL_STALE_AFTER": "poll_stale_after",
     "VMIGRATE_HOST_DEAD_AFTER": "host_dead_after",
     "VMIGRATE_SCHEDULER_INTERVAL": "scheduler_interval",
+    "VMIGRATE_COMPLETION_TIMEOUT_PER_GIB": "completion_timeout_per_gib",
 }
 
 

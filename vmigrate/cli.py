@@ -51,7 +51,7 @@ def _positive_float(text: str) -> float:
 def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("worker", help="run the worker of one host")
     p.add_argument("--host", required=True, help="this host's name in the fleet")
-    p.add_argument("--driver", default="sim", choices=["sim"], help="hypervisor driver")
+    p.add_argument("--driver", default="sim", choices=["sim", "qemu"], help="hypervisor driver")
     p.add_argument(
         "--protocols",
         type=_protocols,

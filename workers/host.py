@@ -41,8 +41,23 @@ def build_driver(options: HostOptions, state_dir: Path) -> Driver:
     app = get_app()
 
     settings = app.vmigrate_settings
+    if options.driver == "qemu":
+        from workers.drivers.qemu import QemuConfig, QemuDriver  # noqa: PLC0415
+
+        return QemuDriver(
+            QemuConfig(
+                host=options.host,
+                state_dir=state_dir,
+                protocols=options.protocols,
+                memory_mib=options.memory_mib,
+                migration_address=settings.migration_address,
+                ports=range(settings.migration_port_min, settings.migration_port_max + 1),
+                host_uuid=options.host_uuid,
+                completion_timeout_per_gib=settings.completion_timeout_per_gib,
+            )
+        )
     if options.driver != "sim":
-        raise SystemExit(f"unknown driver {options.driver!r}: this build offers 'sim'")
+        raise SystemExit(f"unknown driver {options.driver!r}: choose sim or qemu")
     return SimDriver(
         SimConfig(
             host=options.host,

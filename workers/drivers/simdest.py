@@ -10,12 +10,9 @@ from workers.drivers.base import (
     OFFLINE,
     PAUSED,
     PERSIST_DEST,
-    DomainConflict,
     DriverError,
     InjectedFault,
-    JobBusy,
     MigrationJob,
-    NoCapacity,
     PrepareResult,
 )
 from workers.drivers.simbase import SimBase
@@ -23,26 +20,6 @@ from workers.drivers.simknobs import read_knobs
 
 
 class SimDestination(SimBase):
-    def _check_conflicts(self, name: str, uuid: str | None, migration_id: str) -> None:
-        """libvirt's virDomainObjListAdd checks: same name or uuid already here."""
-        existing = self.state.domains.get(name)
-        if existing is not None:
-            if existing["state"] != "shutoff":
-                raise DomainConflict(f"domain '{name}' is already active on {self.config.host}")
-            if uuid and existing["uuid"] != uuid:
-                raise DomainConflict(f"domain '{name}' already exists with uuid {existing['uuid']}")
-        for other, dom in self.state.domains.items():
-            if uuid and dom["uuid"] == uuid and other != name:
-                raise DomainConflict(f"domain '{other}' is already defined with uuid {uuid}")
-        if self.state.incoming_for(name) not in (None, migration_id):
-            raise JobBusy(f"domain '{name}' is already processing an incoming migration")
-
-    def _check_room(self, memory_kib: int) -> None:
-        if self.state.reserved_memory_kib() + memory_kib > self.config.memory_mib * 1024:
-            raise NoCapacity(
-                f"host {self.config.host} has not enough free memory for {memory_kib // 1024} MiB"
-            )
-
     def prepare(self, job: MigrationJob, cookie: str | None, dom_xml: str | None) -> PrepareResult:
         with self.state.change() as s:
             known = s.incoming.get(job.migration_id)
