@@ -67,8 +67,9 @@ def test_incoming_and_kvm():
         (xml(os_extra="<loader>/ovmf.fd</loader>"), "<domain/os/loader>"),
         (
             xml(devices="<interface type='bridge'><source bridge='br0'/></interface>"),
-            "interface type='user'",
+            "<domain/devices/interface/source>",
         ),
+        (xml(devices="<interface type='bridge'/>"), "interface type='user'"),
         (xml(devices="<disk type='block' device='disk'/>"), "disk type='file'"),
         (
             xml(
