@@ -134,6 +134,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=_positive_int, default=100)
     p = sub.add_parser("demo", help="run a small fleet on an embedded broker and migrate VMs")
     p.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--driver",
+        choices=["sim", "qemu"],
+        default="sim",
+        help="qemu: real Linux guests (needs QEMU, a kernel and busybox)",
+    )
     sub.add_parser("embedded-stop", help="stop the embedded broker of VMIGRATE_HOME")
     control_commands.add_parsers(sub)
     return parser

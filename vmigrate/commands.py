@@ -212,6 +212,10 @@ def list_migrations(args: argparse.Namespace) -> int:
 
 
 def demo(args: argparse.Namespace) -> int:
+    if args.driver == "qemu":
+        from vmigrate.demo_qemu import run_qemu_demo  # noqa: PLC0415
+
+        return run_qemu_demo()
     from vmigrate.demo import run_demo  # noqa: PLC0415
 
     return run_demo(keep=args.keep)
