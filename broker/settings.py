@@ -88,6 +88,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "VMIGRATE_HOST_DEAD_AFTER": "host_dead_after",
     "VMIGRATE_SCHEDULER_INTERVAL": "scheduler_interval",
     "VMIGRATE_COMPLETION_TIMEOUT_PER_GIB": "completion_timeout_per_gib",
+    "VMIGRATE_MIGRATION_ADDRESS": "migration_address",
 }
 
 

@@ -19,8 +19,9 @@ from celery import Task
 
 from broker.app import get_app
 from broker.security import Unauthentic
-from tasks import control, dispatcher, phases, scheduler, submission
+from tasks import control, dispatcher, metrics, phases, scheduler, submission
 from tasks.errors import Refused
+from tasks.logs import migration_context
 from tasks.publish import (
     CONTROL_TASK,
     PHASE_TASK,
@@ -46,6 +47,7 @@ def authentic(body: Callable[..., Any]) -> Callable[..., Any]:
             runtime().keyring.verify(self.name, queue, list(args), auth, runtime().redis)
         except Unauthentic as reason:
             log.warning("refused %s on %s (id %s): %s", self.name, queue, self.request.id, reason)
+            metrics.REFUSED.labels(self.name).inc()
             return REFUSED
         return body(self, *args)
 
@@ -59,13 +61,15 @@ def _redelivered(task: Task) -> bool:
 @app.task(name=PHASE_TASK, bind=True)
 @authentic
 def phase(self: Task, message: dict[str, Any]) -> str:
-    return phases.run_phase(message, redelivered=_redelivered(self))
+    with migration_context(message["migration"]):
+        return phases.run_phase(message, redelivered=_redelivered(self))
 
 
 @app.task(name=POLL_TASK, bind=True)
 @authentic
 def poll(self: Task, message: dict[str, Any]) -> str:
-    return phases.run_poll(message)
+    with migration_context(message["migration"]):
+        return phases.run_poll(message)
 
 
 @app.task(name=CONTROL_TASK, bind=True)
@@ -77,7 +81,8 @@ def host_control(self: Task, request_id: str, action: str, args: dict[str, Any])
 @app.task(name=START_TASK, bind=True)
 @authentic
 def start(self: Task, migration_id: str) -> str:
-    return dispatcher.start_migration(migration_id)
+    with migration_context(migration_id):
+        return dispatcher.start_migration(migration_id)
 
 
 @app.task(name=TICK_TASK, bind=True)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tasks import flow
+from tasks import flow, metrics
 from tasks.crashpoints import maybe_crash
 from tasks.hostside import HostContext, current_host, job_for
 from tasks.protocol import Phase
@@ -62,7 +62,16 @@ def run_phase(message: dict[str, Any], redelivered: bool = False) -> str:
     phase = Phase(message["phase"])
     point = phase.value + ("(c)" if message["cancelled"] else "")
     maybe_crash(f"{point}:before")
+    began = time.monotonic()
     outcome = _execute(ctx, record, phase, message["cancelled"])
+    metrics.phase_done(phase.value, record.protocol, outcome.ok, time.monotonic() - began)
+    log.info(
+        "%s (v%s) on %s: %s",
+        point,
+        record.protocol,
+        ctx.host,
+        "ok" if outcome.ok else (outcome.error or {}).get("message"),
+    )
     maybe_crash(f"{point}:after")
     ctx.publish_inventory()  # before the record moves on, so readers never see it stale
     if phase == Phase.PERFORM and outcome.ok and not message["cancelled"]:
@@ -148,6 +157,7 @@ def run_poll(message: dict[str, Any]) -> str:
         outcome = _failure(status.error.code, str(status.error))
     else:
         outcome = flow.Outcome(True, {"cookie": status.cookie, "progress": status.progress})
+        metrics.BYTES.inc(status.progress.get("transferred", 0))
     ctx.publish_inventory()
     complete(record.id, message["seq"], outcome)
     return "done"
@@ -168,6 +178,7 @@ def complete(migration_id: str, seq: int, outcome: flow.Outcome) -> None:
     if following is not None:
         publish_step(record)
     elif record.terminal:
+        metrics.MIGRATIONS.labels(record.state, str(record.protocol or "")).inc()
         finished(record)
 
 

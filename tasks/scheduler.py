@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from tasks.admission import (
     Candidate,
     Limits,
     admission_order,
+    epoch,
     release_slot,
     slot_holders,
     take_slots,
@@ -121,9 +123,13 @@ def _set_state(
 
 def start_admitted(migration_id: str) -> bool:
     """Move an admitted migration to pending and hand it to a dispatcher."""
-    if _set_state(migration_id, State.PENDING) is None:
+    record = _set_state(migration_id, State.PENDING)
+    if record is None:
         release_slot(runtime().redis, migration_id)  # cancelled meanwhile
         return False
+    from tasks.metrics import ADMISSION_WAIT  # noqa: PLC0415
+
+    ADMISSION_WAIT.observe(max(0.0, time.time() - epoch(record.created)))
     publish_start(migration_id)
     return True
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vmigrate import commands, control_commands
+from vmigrate.options import add_service_options
 
 EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
@@ -50,7 +51,12 @@ def _positive_float(text: str) -> float:
 
 def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("worker", help="run the worker of one host")
-    p.add_argument("--host", required=True, help="this host's name in the fleet")
+    p.add_argument(
+        "--host",
+        default=os.environ.get("VMIGRATE_HOST"),
+        required=not os.environ.get("VMIGRATE_HOST"),
+        help="this host's name in the fleet (default: $VMIGRATE_HOST)",
+    )
     p.add_argument("--driver", default="sim", choices=["sim", "qemu"], help="hypervisor driver")
     p.add_argument(
         "--protocols",
@@ -73,7 +79,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     )
     p.add_argument("--memory-mib", type=_positive_int, default=262144, help="sim: host memory")
     p.add_argument("--host-uuid", help="sim: host uuid (default: generated once, kept in state)")
-    p.add_argument("--loglevel", default="WARNING")
+    add_service_options(p)
 
 
 def _add_migrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -109,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_worker(sub)
     p = sub.add_parser("dispatcher", help="run a dispatcher process")
-    p.add_argument("--loglevel", default="WARNING")
+    add_service_options(p)
     p = sub.add_parser("hosts", help="list hosts")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("define", help="define a domain on a host")

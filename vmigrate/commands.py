@@ -58,6 +58,8 @@ def worker(args: argparse.Namespace) -> int:
         memory_mib=args.memory_mib,
         host_uuid=args.host_uuid,
         loglevel=args.loglevel,
+        log_format=args.log_format,
+        metrics_port=args.metrics_port,
     )
     run_host_worker(options, home_directory())
     return 0
@@ -67,7 +69,7 @@ def dispatcher(args: argparse.Namespace) -> int:
     from workers.host import run_dispatcher  # noqa: PLC0415
 
     connect()
-    run_dispatcher(args.loglevel)
+    run_dispatcher(args.loglevel, log_format=args.log_format, metrics_port=args.metrics_port)
     return 0
 
 

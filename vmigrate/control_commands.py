@@ -9,6 +9,7 @@ from typing import Any
 
 from vmigrate import output
 from vmigrate.commands import connect, wait_for
+from vmigrate.options import add_service_options
 
 
 def cancel(args: argparse.Namespace) -> int:
@@ -75,8 +76,11 @@ def scheduler(args: argparse.Namespace) -> int:
 
 def api(args: argparse.Namespace) -> int:
     from vmigrate.api import serve  # noqa: PLC0415
+    from workers.host import observability, warn_if_volatile  # noqa: PLC0415
 
-    connect()
+    rt = connect()
+    observability(args.loglevel, args.log_format, args.metrics_port)
+    warn_if_volatile(rt.redis)
     serve(args.bind, args.port)
     return 0
 
@@ -116,9 +120,10 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("undrain", help="let new migrations reach a drained host again")
     p.add_argument("host")
     sub.add_parser("scheduler", help="run a standalone scheduler (dispatchers also tick)")
-    p = sub.add_parser("api", help="serve the REST API under /v1/")
+    p = sub.add_parser("api", help="serve the REST API under /v1/ and the live view at /")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--bind", default="127.0.0.1")
+    add_service_options(p)
     p = sub.add_parser("events", help="print migration state changes from the event stream")
     p.add_argument("--since", default="0", help="stream id to start after (default: the beginning)")
     p.add_argument("--follow", action="store_true")

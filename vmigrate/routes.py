@@ -1,9 +1,10 @@
 """The ``/v1/`` routes of the REST API. Thin: each calls the same library functions as the CLI."""
 
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from broker import keys
 from tasks.cancel import request_cancel
@@ -22,6 +23,15 @@ def _record(migration_id: str) -> dict[str, Any]:
     if record is None:
         raise VMigrateError("MIGRATION_UNKNOWN", f"no migration with id {migration_id!r}")
     return record.public()
+
+
+LIVE_VIEW = Path(__file__).with_name("static") / "live.html"
+
+
+@router.get("/", include_in_schema=False, response_class=HTMLResponse)
+def live_view() -> HTMLResponse:
+    """The live view: hosts, queued, waiting and running migrations, the last ended ones."""
+    return HTMLResponse(LIVE_VIEW.read_text())
 
 
 @router.get("/healthz", include_in_schema=False)

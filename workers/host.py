@@ -33,6 +33,8 @@ class HostOptions:
     memory_mib: int = 262144
     host_uuid: str | None = None
     loglevel: str = "WARNING"
+    log_format: str = "text"
+    metrics_port: int | None = None
 
 
 def build_driver(options: HostOptions, state_dir: Path) -> Driver:
@@ -98,6 +100,7 @@ def run_host_worker(options: HostOptions, home: Path) -> None:
     from tasks.runtime import runtime  # noqa: PLC0415
 
     check_host_name(options.host)
+    observability(options.loglevel, options.log_format, options.metrics_port)
     state_dir = options.state_dir or home / "hosts" / options.host
     driver = build_driver(options, state_dir)
     caps = driver.capabilities()
@@ -129,6 +132,15 @@ def run_host_worker(options: HostOptions, home: Path) -> None:
         unregister_alive(rt.redis, options.host)
 
 
+def observability(loglevel: str, log_format: str, metrics_port: int | None) -> None:
+    """Logs to stderr (text or JSON lines) and, with a port, Prometheus metrics on /metrics."""
+    from tasks import logs, metrics  # noqa: PLC0415
+
+    logs.configure(loglevel, log_format)
+    if metrics_port:
+        metrics.serve(metrics_port)
+
+
 def run_celery_worker(queue: str, node_name: str, loglevel: str) -> None:
     from tasks.runtime import runtime  # noqa: PLC0415
 
@@ -153,7 +165,12 @@ def run_celery_worker(queue: str, node_name: str, loglevel: str) -> None:
     )
 
 
-def run_dispatcher(loglevel: str = "WARNING", ticker: bool = True) -> None:
+def run_dispatcher(
+    loglevel: str = "WARNING",
+    ticker: bool = True,
+    log_format: str = "text",
+    metrics_port: int | None = None,
+) -> None:
     """A dispatcher process: consumes the dispatcher queue and ticks the scheduler.
 
     Several may run at once: admission is atomic, and every record change is a compare-and-set.
@@ -162,6 +179,7 @@ def run_dispatcher(loglevel: str = "WARNING", ticker: bool = True) -> None:
     from tasks.runtime import runtime  # noqa: PLC0415
     from tasks.scheduler import run_ticker  # noqa: PLC0415
 
+    observability(loglevel, log_format, metrics_port)
     warn_if_volatile(runtime().redis)
     stop = threading.Event()
     if ticker:

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import FAST_RECOVERY
+from tests.conftest import FAST_RECOVERY, free_port
 from tests.helpers import vm_xml
-from tests.integration.test_api import free_port
 from vmigrate.fleet import LocalFleet
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl.example"

@@ -19,9 +19,8 @@ import redis
 
 from tasks.registry import read_inventory
 from tasks.store import RecordStore
-from tests.conftest import FAST_RECOVERY, require_redis
+from tests.conftest import FAST_RECOVERY, free_port, require_redis
 from tests.helpers import vm_xml
-from tests.integration.test_api import free_port
 from vmigrate.fleet import LocalFleet
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "redis.conf"

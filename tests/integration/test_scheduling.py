@@ -175,7 +175,7 @@ def test_higher_priority_starts_first(fleet):
     done = tick_until_done([i for _, i in entries], in_closed_window())
     finals = {p: r for (p, _), r in zip(entries, done, strict=True)}
     starts = sorted(finals, key=lambda p: finals[p].phases[0].started)
-    assert starts[:2] == [10, 5]  # slow's outbound limit is 2: the two highest went first
+    assert set(starts[:2]) == {10, 5}  # slow's outbound limit is 2: the two highest went first
     assert all(f.state == "completed" for f in finals.values())
 
 
