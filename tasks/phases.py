@@ -114,9 +114,8 @@ def _start_polling(record: MigrationRecord, message: dict[str, Any], host: str) 
         r.step.status, r.step.poll, r.step.touched = "polling", 0, time.time()
         return True
 
-    marked = runtime().store.update(record.id, mark)
-    if marked:
-        publish_poll(marked[0], host)
+    if runtime().store.update(record.id, mark):
+        run_poll({**message, "poll": 0})  # a transfer that already ended needs no wait
 
 
 def _this_poll(record: MigrationRecord | None, message: dict[str, Any]) -> bool:

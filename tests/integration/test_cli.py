@@ -242,3 +242,18 @@ def test_scheduling_options_reach_the_record(fleet):
     assert (record["window"], record["not_before"], record["priority"]) == ("closed", later, 7)
     cancelled = vmigrate("cancel", record["id"], "--json")
     assert json.loads(cancelled.stdout)["state"] == "cancelled"
+
+
+def test_a_duplicate_migration_id_is_refused(fleet):
+    first, second = running_vm("pxa"), running_vm("pxa")
+    chosen = unique("fixed-id")
+    vmigrate("migrate", first["name"], "--from", "pxa", "--to", "pxb", "--id", chosen, "--wait")
+    again = vmigrate(
+        "migrate", second["name"], "--from", "pxa", "--to", "pxb", "--id", chosen, check=False
+    )
+    assert again.returncode == 2 and "DUPLICATE_ID" in again.stderr
+    assert json.loads(vmigrate("show", chosen, "--json").stdout)["domain"] == first["name"]
+    bad = vmigrate(
+        "migrate", second["name"], "--from", "pxa", "--to", "pxb", "--id", "../x", check=False
+    )
+    assert bad.returncode == 2 and "INVALID_ID" in bad.stderr

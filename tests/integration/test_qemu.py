@@ -212,3 +212,38 @@ def test_a_guest_dirtying_faster_than_the_cap_switches_to_postcopy_when_allowed(
     source_boot = console("qa", name)[-1][0]
     time.sleep(1.0)
     assert console("qb", name)[-1][0] == source_boot
+
+
+def test_source_worker_killed_mid_perform_and_restarted_completes(qemu_fleet):
+    """QEMU migrates on while its worker is dead: the restarted worker polls it to the end."""
+    local, _, _ = qemu_fleet
+    name = boot(qemu_fleet, "qa", fill=96)
+    local.stop("qa", signal.SIGKILL)
+    local.env["VMIGRATE_TEST_CRASH"] = "poll"
+    try:
+        local.start_host("qa", "--driver", "qemu", "--memory-mib", "4096", protocols="2,3")
+    finally:
+        local.env.pop("VMIGRATE_TEST_CRASH")
+    runtime().redis.delete("vmigrate:host:qa:alive")
+    local.wait_ready(runtime().redis, ["qa"])
+    record = submit(MigrationRequest(name, "qa", "qb", flags=["live"], bandwidth=24))
+    local.processes["qa"].wait(60)
+    local.start_host("qa", "--driver", "qemu", "--memory-mib", "4096", protocols="2,3")
+    final = wait_terminal(record.id, timeout=120)
+    assert final.state == "completed", final.error
+    assert qemus_of(name) == ["qb"]
+    source_last = console("qa", name)[-1]
+    time.sleep(1.0)
+    assert console("qb", name)[-1][0] == source_last[0]
+
+
+def test_destination_worker_killed_mid_perform_and_restarted_completes(qemu_fleet):
+    local, _, _ = qemu_fleet
+    name = boot(qemu_fleet, "qa", fill=96)
+    record = submit(MigrationRequest(name, "qa", "qb", flags=["live"], bandwidth=24))
+    wait_state(record.id, "perform")
+    local.stop("qb", signal.SIGKILL)  # the worker, not its QEMU, which keeps receiving
+    local.start_host("qb", "--driver", "qemu", "--memory-mib", "4096", protocols="2,3")
+    final = wait_terminal(record.id, timeout=120)
+    assert final.state == "completed", final.error
+    assert qemus_of(name) == ["qb"]

@@ -1,0 +1,165 @@
+"""TLS to Redis (rediss://) with the server certificate verified: a whole fleet runs over it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import FAST_RECOVERY, free_port
+from tests.helpers import vm_xml
+from vmigrate.fleet import LocalFleet
+
+
+def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
+    if shutil.which("openssl") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("openssl is missing (in CI a missing dependency is a failure)")
+        pytest.skip("openssl is not installed")
+    ca_key, ca, key, csr, cert = (
+        directory / n for n in ("ca.key", "ca.crt", "redis.key", "redis.csr", "redis.crt")
+    )
+    run = lambda *args: subprocess.run(["openssl", *args], check=True, capture_output=True)  # noqa: E731
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(ca_key),
+        "-out",
+        str(ca),
+        "-days",
+        "2",
+        "-subj",
+        "/CN=vmigrate-test-ca",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        str(key),
+        "-out",
+        str(csr),
+        "-subj",
+        "/CN=127.0.0.1",
+    )
+    ext = directory / "san.ext"
+    ext.write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        str(csr),
+        "-CA",
+        str(ca),
+        "-CAkey",
+        str(ca_key),
+        "-CAcreateserial",
+        "-out",
+        str(cert),
+        "-days",
+        "2",
+        "-extfile",
+        str(ext),
+    )
+    return ca, cert, key
+
+
+@pytest.fixture
+def tls_redis(tmp_path):
+    ca, cert, key = make_certificates(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(ca),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(
+        port=port,
+        ssl=True,
+        ssl_ca_certs=str(ca),
+        ssl_cert_reqs="required",
+        decode_responses=True,
+        socket_connect_timeout=0.5,
+        retry_on_error=[],
+    )
+    try:
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                assert proc.poll() is None, "redis-server with TLS did not start"
+                time.sleep(0.05)
+        yield port, ca, client
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_fleet_runs_over_verified_tls(tls_redis, tmp_path):
+    port, ca, client = tls_redis
+    with pytest.raises(redis.ConnectionError, match="certificate verify failed"):
+        redis.Redis(
+            port=port,
+            ssl=True,
+            ssl_cert_reqs="required",
+            socket_connect_timeout=1,
+            retry_on_error=[],
+        ).ping()  # no CA: the server is not trusted
+    url = f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
+    env = {"VMIGRATE_BROKER_URL": url, **FAST_RECOVERY}
+    home = tmp_path / "home"
+    fleet = LocalFleet(env, home)
+    try:
+        fleet.start_host("tls-a")
+        fleet.start_host("tls-b")
+        fleet.start_dispatcher()
+        fleet.wait_ready(client, ["tls-a", "tls-b"])
+        xml = tmp_path / "vm.xml"
+        xml.write_text(vm_xml("tlsvm"))
+        full = {**os.environ, **env, "VMIGRATE_HOME": str(home)}
+        full.pop("VMIGRATE_CONFIG", None)
+        for args in (
+            ["define", "tls-a", str(xml), "--start"],
+            ["migrate", "tlsvm", "--from", "tls-a", "--to", "tls-b", "--live", "--wait"],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "vmigrate.cli", *args],
+                env=full,
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+            assert done.returncode == 0, done.stderr
+    finally:
+        fleet.stop_all()
