@@ -89,6 +89,8 @@ ENV_OVERRIDES: dict[str, str] = {
     "VMIGRATE_SCHEDULER_INTERVAL": "scheduler_interval",
     "VMIGRATE_COMPLETION_TIMEOUT_PER_GIB": "completion_timeout_per_gib",
     "VMIGRATE_MIGRATION_ADDRESS": "migration_address",
+    "VMIGRATE_MIGRATION_PORT_MIN": "migration_port_min",
+    "VMIGRATE_MIGRATION_PORT_MAX": "migration_port_max",
 }
 
 

@@ -180,3 +180,15 @@ def test_precopy_model():
         progress_at(busy, t, 1024 * MIB, 50 * MIB)["memory_processed"] for t in (0.5, 5, 10, 15)
     ]
     assert sent == sorted(sent) and sent[0] > 0
+
+
+def test_a_busy_host_reuses_its_ports(tmp_path):
+    """More migrations than ports within a minute: ports in TIME_WAIT are listened on again."""
+    a = driver(tmp_path, "a")
+    b = SimDriver(SimConfig("b", tmp_path / "b", ports=range(52900, 52902)))  # two ports only
+    a.define(xml())
+    a.start("vm")
+    for i in range(6):
+        src, dst = (a, b) if i % 2 == 0 else (b, a)
+        migrate(src, dst, 3, mid=f"m{i}")
+    assert states(a)["vm"] == "running"

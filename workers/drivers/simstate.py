@@ -1,6 +1,6 @@
 """The sim driver's state: domains and migration jobs, persisted in the host's state directory.
 
-Written atomically (temporary file, fsync, rename) after every change, so a worker that restarts
+Written atomically (temporary file, rename) after every change, so a worker that restarts
 finds its VMs and its half-done migration jobs where it left them.
 """
 
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "sim-state.json"
+KEEP_ENDED = 500
 
 
 class SimState:
@@ -34,7 +35,20 @@ class SimState:
         self.incoming: dict[str, dict[str, Any]] = data.get("incoming", {})
         self.save()
 
+    def _prune(self) -> None:
+        """Forget ended jobs beyond the latest ``KEEP_ENDED`` (kept for idempotent replies)."""
+        for jobs, ended in (
+            (self.outgoing, lambda j: j.get("ended")),
+            (self.incoming, lambda j: j["status"] in ("finished", "aborted")),
+        ):
+            finished = [mid for mid, job in jobs.items() if ended(job)]
+            for mid in finished[: max(0, len(finished) - KEEP_ENDED)]:
+                del jobs[mid]
+
     def save(self) -> None:
+        """Write atomically (rename). No fsync: a simulated host must survive its worker's crash,
+        which the page cache covers, not a power failure."""
+        self._prune()
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as handle:
             json.dump(
@@ -46,8 +60,6 @@ class SimState:
                 },
                 handle,
             )
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, self.path)
 
     @contextmanager

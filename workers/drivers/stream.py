@@ -105,6 +105,9 @@ def listen(
         if port in taken:
             continue
         sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+        # A port whose last stream is in TIME_WAIT is free to listen on again; without this a
+        # busy host runs out of its range within a minute.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((address, port))
             sock.listen(1)

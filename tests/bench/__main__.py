@@ -1,0 +1,27 @@
+"""``make bench`` / ``python -m tests.bench [overhead|fleet|qemu]``: run benchmarks, print ratios."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib
+import platform
+import sys
+
+ALL = ["overhead", "fleet", "qemu"]
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or ALL
+    print(
+        f"vmigrate benchmarks, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
+        f"{platform.machine()}, {platform.python_version()}"
+    )
+    for name in chosen:
+        module = importlib.import_module(f"tests.bench.{name}")
+        print()
+        print(module.run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
