@@ -19,6 +19,7 @@ from workers.drivers.base import (
     InjectedFault,
     JobBusy,
     NoCapacity,
+    TransferStatus,
 )
 from workers.drivers.simknobs import read_knobs
 from workers.drivers.simstate import SimState
@@ -87,6 +88,16 @@ class SimBase(Driver):
     def _fault(xml: str | None, phase: str) -> None:
         if phase in read_knobs(xml).faults:
             raise InjectedFault(f"fault injected in {phase} by the domain's sim metadata")
+
+    @staticmethod
+    def _stored_status(out: dict[str, Any]) -> TransferStatus:
+        """The final status of an outgoing transfer, as recorded in its job (either driver)."""
+        result = out["result"]
+        if "error" in result:
+            code, message = result["error"]
+            return TransferStatus(True, error=DriverError(message, code))
+        progress = {"percent": 100.0, **{k: float(v) for k, v in result["stats"].items()}}
+        return TransferStatus(True, progress=progress, cookie=result["cookie"])
 
     def migration_jobs(self) -> dict[str, dict[str, str]]:
         with self.state.lock:

@@ -188,15 +188,6 @@ class SimSource(SimBase):
         out["result"] = {"cookie": self._cookie(job.domain, dom["uuid"], stats), "stats": stats}
         return self._stored_status(out)
 
-    @staticmethod
-    def _stored_status(out: dict[str, Any]) -> TransferStatus:
-        result = out["result"]
-        if "error" in result:
-            code, message = result["error"]
-            return TransferStatus(True, error=DriverError(message, code))
-        progress = {"percent": 100.0, **{k: float(v) for k, v in result["stats"].items()}}
-        return TransferStatus(True, progress=progress, cookie=result["cookie"])
-
     def _end_source_domain(self, job: MigrationJob, out: dict[str, Any]) -> None:
         dom = self.state.domains.get(job.domain)
         out["ended"] = True

@@ -90,7 +90,7 @@ class QemuSource(QemuBase):
             if out is None or "started_at" not in out:
                 raise DriverError(f"domain '{job.domain}' is not being migrated", "NOT_MIGRATING")
             if "result" in out:
-                return self._stored(out)
+                return self._stored_status(out)
             info = qmp.execute(self._paths(job.domain).qmp, "query-migrate")
             status = info.get("status")
             if status == "completed":
@@ -126,7 +126,7 @@ class QemuSource(QemuBase):
             process.stop(self._paths(job.domain))
             self._end_source_domain(job, out)
         out["result"] = {"cookie": self._cookie(job.domain, dom["uuid"], stats), "stats": stats}
-        return self._stored(out)
+        return self._stored_status(out)
 
     def _failed(
         self, job: MigrationJob, out: dict[str, Any], info: dict[str, Any]
@@ -150,16 +150,7 @@ class QemuSource(QemuBase):
             qmp.execute(self._paths(job.domain).qmp, "cont")
         out["ended"] = True
         out["result"] = {"error": [code, message]}
-        return self._stored(out)
-
-    @staticmethod
-    def _stored(out: dict[str, Any]) -> TransferStatus:
-        result = out["result"]
-        if "error" in result:
-            code, message = result["error"]
-            return TransferStatus(True, error=DriverError(message, code))
-        progress = {"percent": 100.0, **{k: float(v) for k, v in result["stats"].items()}}
-        return TransferStatus(True, progress=progress, cookie=result["cookie"])
+        return self._stored_status(out)
 
     def abort_outgoing(self, job: MigrationJob) -> None:
         with self.state.change() as s:
