@@ -192,3 +192,41 @@ def test_a_busy_host_reuses_its_ports(tmp_path):
         src, dst = (a, b) if i % 2 == 0 else (b, a)
         migrate(src, dst, 3, mid=f"m{i}")
     assert states(a)["vm"] == "running"
+
+
+def test_two_hosts_migrating_to_each_other_at_once_do_not_wait_on_each_other(tmp_path):
+    """Each Perform sends its stream while the other host's listener needs that host's state."""
+    import threading
+
+    a, b = driver(tmp_path, "a"), driver(tmp_path, "b")
+    for host, name in ((a, "left"), (b, "right")):
+        host.define(xml(name))
+        host.start(name)
+    jobs = {
+        "left": MigrationJob("m-left", 3, "left", "a", "b", flags=frozenset({"live"})),
+        "right": MigrationJob("m-right", 3, "right", "b", "a", flags=frozenset({"live"})),
+    }
+    prepared = {}
+    for name, (src, dst) in (("left", (a, b)), ("right", (b, a))):
+        begun = src.begin(jobs[name], None)
+        prepared[name] = dst.prepare(jobs[name], begun.cookie, begun.xml)
+    errors = []
+
+    def perform(src, name):
+        try:
+            src.perform(jobs[name], prepared[name].cookie, prepared[name].uri)
+        except DriverError as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=perform, args=(a, "left")),
+        threading.Thread(target=perform, args=(b, "right")),
+    ]
+    started = time.monotonic()
+    with a.state.lock, b.state.lock:  # both performs begin while both hosts are busy
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+    for t in threads:
+        t.join(20)
+    assert not errors and time.monotonic() - started < 5

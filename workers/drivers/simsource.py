@@ -78,6 +78,8 @@ class SimSource(SimBase):
         )
 
     def perform(self, job: MigrationJob, cookie: str | None, uri: str) -> None:
+        """Send the stream header, then model the copy. The state lock is never held across the
+        network: two hosts migrating to each other at once would otherwise wait on each other."""
         with self.state.change() as s:
             out = s.outgoing.get(job.migration_id)
             if out and "started_at" in out:
@@ -89,32 +91,41 @@ class SimSource(SimBase):
                     self._check_cookie(
                         cookie, "perform", job.domain, dom["uuid"], uuid_optional=job.version == 1
                     )
-                header = {
-                    "name": job.dest_name,
-                    "origname": job.domain,
-                    "uuid": dom["uuid"],
-                    "xml": domxml.renamed(out["xml"], job.dest_name),
-                    "state": dom["state"],
-                    "memory_kib": dom["memory_kib"],
-                    "migration": job.migration_id,
-                }
-                stream.send_header(uri, header)
             except DriverError:
                 out["ended"] = True
                 raise
-            plan = self._plan(job, out["xml"], dom["memory_kib"])
-            failing = "perform" in read_knobs(out["xml"]).faults
-            out.update(
-                started_at=time.time(),
-                duration=plan.duration,
-                passes=[[p.start, p.duration, p.bytes] for p in plan.passes],
-                downtime=plan.downtime,
-                transferred=plan.transferred,
-                converges=plan.converges,
-                fail_at=plan.duration / 2 if failing else None,
-            )
-            if LIVE not in job.flags:
-                dom["state"] = "paused"
+            header = {
+                "name": job.dest_name,
+                "origname": job.domain,
+                "uuid": dom["uuid"],
+                "xml": domxml.renamed(out["xml"], job.dest_name),
+                "state": dom["state"],
+                "memory_kib": dom["memory_kib"],
+                "migration": job.migration_id,
+            }
+        try:
+            stream.send_header(uri, header)
+        except DriverError:
+            with self.state.change() as s:
+                s.outgoing[job.migration_id]["ended"] = True
+            raise
+        with self.state.change() as s:
+            self._start_transfer(job, s.outgoing[job.migration_id], self._domain(job.domain))
+
+    def _start_transfer(self, job: MigrationJob, out: dict[str, Any], dom: dict[str, Any]) -> None:
+        plan = self._plan(job, out["xml"], dom["memory_kib"])
+        failing = "perform" in read_knobs(out["xml"]).faults
+        out.update(
+            started_at=time.time(),
+            duration=plan.duration,
+            passes=[[p.start, p.duration, p.bytes] for p in plan.passes],
+            downtime=plan.downtime,
+            transferred=plan.transferred,
+            converges=plan.converges,
+            fail_at=plan.duration / 2 if failing else None,
+        )
+        if LIVE not in job.flags:
+            dom["state"] = "paused"
 
     def perform_status(self, job: MigrationJob) -> TransferStatus:
         with self.state.change() as s:
