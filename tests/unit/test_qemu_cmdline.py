@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -89,3 +90,16 @@ def test_anything_outside_the_subset_is_refused_by_name(document, named):
 def test_validation_needs_a_kernel():
     with pytest.raises(Unsupported, match="kernel"):
         validate(xml().replace("<kernel>/boot/vmlinuz</kernel>", ""))
+
+
+def test_a_kvm_guest_that_cannot_boot_here_is_refused_with_the_reason(monkeypatch, tmp_path):
+    from workers.drivers.qemu import process
+
+    monkeypatch.delenv("VMIGRATE_ALLOW_PVM", raising=False)
+    if os.access("/dev/kvm", os.R_OK | os.W_OK) and not process.PVM_MODULE.exists():
+        pytest.skip("this machine has a /dev/kvm that boots stock guests: nothing to refuse")
+    with pytest.raises(process.QemuStartFailed) as refused:
+        process.start(
+            ["qemu-system-x86_64", "-never-run"], Paths(tmp_path, tmp_path), accel_kvm=True
+        )
+    assert "use domain type 'qemu'" in str(refused.value)

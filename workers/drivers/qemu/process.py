@@ -61,13 +61,28 @@ def alive(paths: Paths) -> bool:
     return process_alive(read_pid(paths)) and qmp.reachable(paths.qmp)
 
 
-def start(argv: list[str], paths: Paths, accel_kvm: bool) -> int:
-    """Start QEMU detached (``-daemonize``) and return its pid once its monitor answers."""
-    if accel_kvm and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+PVM_MODULE = Path("/sys/module/kvm_pvm")
+
+
+def check_kvm_usable() -> None:
+    """Refuse a ``kvm`` guest, with the reason, where it could not boot."""
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         raise QemuStartFailed(
             "domain type 'kvm' needs a usable /dev/kvm, and this host has none; "
             "use domain type 'qemu' (software emulation, TCG)"
         )
+    if PVM_MODULE.exists() and os.environ.get("VMIGRATE_ALLOW_PVM") != "1":
+        raise QemuStartFailed(
+            "this host's /dev/kvm is provided by PVM (module kvm_pvm), under which a stock Linux "
+            "guest kernel does not boot; use domain type 'qemu' (TCG), or set VMIGRATE_ALLOW_PVM=1 "
+            "for a guest kernel built for PVM"
+        )
+
+
+def start(argv: list[str], paths: Paths, accel_kvm: bool) -> int:
+    """Start QEMU detached (``-daemonize``) and return its pid once its monitor answers."""
+    if accel_kvm:
+        check_kvm_usable()
     paths.pidfile.unlink(missing_ok=True)
     paths.qmp.unlink(missing_ok=True)
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
