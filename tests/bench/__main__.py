@@ -5,12 +5,18 @@ from __future__ import annotations
 import datetime as dt
 import importlib
 import platform
+import signal
 import sys
 
 ALL = ["overhead", "fleet", "qemu"]
 
 
+def _stop_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # so every benchmark's ``finally`` ends its processes
+
+
 def main(argv: list[str]) -> int:
+    signal.signal(signal.SIGTERM, _stop_cleanly)
     chosen = argv or ALL
     print(
         f"vmigrate benchmarks, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, "
