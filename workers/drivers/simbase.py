@@ -18,6 +18,7 @@ from workers.drivers.base import (
     DriverError,
     InjectedFault,
     JobBusy,
+    MigrationJob,
     NoCapacity,
     TransferStatus,
 )
@@ -98,6 +99,18 @@ class SimBase(Driver):
             return TransferStatus(True, error=DriverError(message, code))
         progress = {"percent": 100.0, **{k: float(v) for k, v in result["stats"].items()}}
         return TransferStatus(True, progress=progress, cookie=result["cookie"])
+
+    def _incoming_to_finish(self, job: MigrationJob, cancelled: bool) -> dict[str, Any] | None:
+        """The incoming job a Finish acts on; None when a cancelled Finish has nothing left to do.
+        A Finish for a migration this host is not receiving is libvirt's "not processing" error."""
+        inc = self.state.incoming.get(job.migration_id)
+        if inc is None or inc["status"] == "aborted":
+            if cancelled:
+                return None
+            raise DriverError(
+                f"domain '{job.dest_name}' is not processing incoming migration", "NOT_MIGRATING"
+            )
+        return inc
 
     def migration_jobs(self) -> dict[str, dict[str, str]]:
         with self.state.lock:

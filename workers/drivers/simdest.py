@@ -100,15 +100,10 @@ class SimDestination(SimBase):
             return None
 
     def finish(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> str | None:
-        with self.state.change() as s:
-            inc = s.incoming.get(job.migration_id)
-            if inc is None or inc["status"] == "aborted":
-                if cancelled:
-                    return None
-                raise DriverError(
-                    f"domain '{job.dest_name}' is not processing incoming migration",
-                    "NOT_MIGRATING",
-                )
+        with self.state.change():
+            inc = self._incoming_to_finish(job, cancelled)
+            if inc is None:
+                return None
             if inc["status"] == "finished":
                 return str(inc["result_cookie"])
             if cancelled:

@@ -80,14 +80,9 @@ class QemuDestination(QemuBase):
 
     def finish(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> str | None:
         with self.state.change() as s:
-            inc = s.incoming.get(job.migration_id)
-            if inc is None or inc["status"] == "aborted":
-                if cancelled:
-                    return None
-                raise DriverError(
-                    f"domain '{job.dest_name}' is not processing incoming migration",
-                    "NOT_MIGRATING",
-                )
+            inc = self._incoming_to_finish(job, cancelled)
+            if inc is None:
+                return None
             if inc["status"] == "finished":
                 return str(inc["result_cookie"])
             paths = self._paths(inc["name"])
