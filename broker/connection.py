@@ -51,15 +51,6 @@ def redis_client(broker_url: str) -> Client:
     return client
 
 
-def describe(broker_url: str) -> str:
-    """The URL with any password hidden, for logs and messages."""
-    parts = urlsplit(broker_url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return broker_url
-
-
 def persistence_warning(client: Client) -> str | None:
     """A sentence when the Redis behind ``client`` keeps nothing on disk, else None."""
     try:

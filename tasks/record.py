@@ -45,7 +45,6 @@ class StepState:
     cancelled: bool
     status: str = "sent"  # sent | running | polling | done
     poll: int = 0
-    sent_at: str = field(default_factory=now_iso)
     touched: float = field(default_factory=time.time)  # last sign of life (claim, poll, resend)
 
 
@@ -106,10 +105,17 @@ class MigrationRecord:
 
     @classmethod
     def from_json(cls, text: str) -> MigrationRecord:
+        """Load a record; fields written by another vmigrate version and unknown here are ignored,
+        so old and new components can share records during an upgrade."""
         data = json.loads(text)
         step = data.pop("step")
         phases = data.pop("phases")
-        record = cls(**data)
-        record.step = StepState(**step) if step else None
-        record.phases = [PhaseRun(**p) for p in phases]
+        record = cls(**_known(cls, data))
+        record.step = StepState(**_known(StepState, step)) if step else None
+        record.phases = [PhaseRun(**_known(PhaseRun, p)) for p in phases]
         return record
+
+
+def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(kind)}
+    return {k: v for k, v in data.items() if k in names}
