@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import socket
 import statistics
-import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import redis
+
+from tests.redis_server import launch_redis
 
 
 def free_port() -> int:
@@ -23,30 +23,20 @@ def free_port() -> int:
 def private_redis(directory: Path) -> Iterator[int]:
     """A redis-server of our own on a free port, ended by its pid."""
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
+    args = [
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+    ]
+    proc = launch_redis(args, redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[]))
     try:
-        client = redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[])
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
         yield port
     finally:
         proc.kill()

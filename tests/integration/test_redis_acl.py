@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import redis
 
 from tests.conftest import FAST_RECOVERY, free_port
 from tests.helpers import vm_xml
+from tests.redis_server import launch_redis
 from vmigrate.fleet import LocalFleet
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl.example"
@@ -31,9 +31,16 @@ def acl_redis(tmp_path):
         + "\n"
     )
     port = free_port()
-    proc = subprocess.Popen(
+    client = redis.Redis(
+        port=port,
+        username="vmigrate",
+        password=PASSWORD,
+        decode_responses=True,
+        socket_connect_timeout=0.5,
+        retry_on_error=[],
+    )
+    proc = launch_redis(
         [
-            "redis-server",
             "--port",
             str(port),
             "--bind",
@@ -45,24 +52,9 @@ def acl_redis(tmp_path):
             "--dir",
             str(tmp_path),
         ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(
-        port=port,
-        username="vmigrate",
-        password=PASSWORD,
-        decode_responses=True,
-        socket_connect_timeout=0.5,
-        retry_on_error=[],
+        client,
     )
     try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert proc.poll() is None, "redis-server did not start"
-                time.sleep(0.05)
         yield port, client
     finally:
         proc.kill()

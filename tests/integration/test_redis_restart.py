@@ -21,35 +21,15 @@ from tasks.registry import read_inventory
 from tasks.store import RecordStore
 from tests.conftest import FAST_RECOVERY, free_port, require_redis
 from tests.helpers import vm_xml
+from tests.redis_server import launch_redis
 from vmigrate.fleet import LocalFleet
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "redis.conf"
 
 
 def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            str(CONF),
-            "--port",
-            str(port),
-            "--dir",
-            str(directory),
-            "--bind",
-            "127.0.0.1",
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[])
-    for _ in range(100):
-        if proc.poll() is not None:
-            raise RuntimeError(f"redis-server exited with {proc.returncode}")
-        try:
-            if client.ping():
-                return proc
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    raise RuntimeError("redis-server did not start")
+    args = [str(CONF), "--port", str(port), "--dir", str(directory), "--bind", "127.0.0.1"]
+    return launch_redis(args, redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[]))
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import redis
 
 from tests.conftest import FAST_RECOVERY, free_port
 from tests.helpers import vm_xml
+from tests.redis_server import launch_redis
 from vmigrate.fleet import LocalFleet
 
 
@@ -79,30 +79,6 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 def tls_redis(tmp_path):
     ca, cert, key = make_certificates(tmp_path)
     port = free_port()
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            "0",
-            "--tls-port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--tls-cert-file",
-            str(cert),
-            "--tls-key-file",
-            str(key),
-            "--tls-ca-cert-file",
-            str(ca),
-            "--tls-auth-clients",
-            "no",
-            "--save",
-            "",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
     client = redis.Redis(
         port=port,
         ssl=True,
@@ -112,14 +88,28 @@ def tls_redis(tmp_path):
         socket_connect_timeout=0.5,
         retry_on_error=[],
     )
+    args = [
+        "--port",
+        "0",
+        "--tls-port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--tls-cert-file",
+        str(cert),
+        "--tls-key-file",
+        str(key),
+        "--tls-ca-cert-file",
+        str(ca),
+        "--tls-auth-clients",
+        "no",
+        "--save",
+        "",
+        "--dir",
+        str(tmp_path),
+    ]
+    proc = launch_redis(args, client)
     try:
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                assert proc.poll() is None, "redis-server with TLS did not start"
-                time.sleep(0.05)
         yield port, ca, client
     finally:
         proc.kill()
