@@ -5,7 +5,7 @@ submitted with ``submit`` (what ``vmigrate migrate`` calls), timed from submissi
 record. The floor: a Celery chain of six no-op tasks across the same queues (dispatcher, then the
 two hosts alternately, as start, Begin, Prepare, Perform, Finish, Confirm), on the same Redis, with
 the same worker settings (thread pool, concurrency, late acks, prefetch 1), timed from publishing
-to its last task's mark. Both waits poll Redis every 0.5 ms. Then throughput with many in flight.
+to its last task's mark. Both clients block on Redis (XREAD on the events stream; BLPOP on the mark). Then throughput with many in flight.
 """
 
 from __future__ import annotations
@@ -34,34 +34,49 @@ def _wait(done, what: str, timeout: float = 60.0, pause: float = 0.0005) -> None
         time.sleep(pause)
 
 
-def _vmigrate_once(store, submit, request_cls, name: str, src: str, dst: str) -> float:  # noqa: PLR0917
+TERMINAL = {b"completed", b"failed", b"cancelled", b"expired"}
+
+
+def _wait_event(client, migration_id: str, after: bytes, timeout: float = 60.0) -> bytes:
+    """Block on the events stream (as an application would) until the migration ends."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for _, entries in client.xread({"vmigrate:events": after}, block=1000) or []:
+            for entry_id, fields in entries:
+                if fields[b"id"] == migration_id.encode() and fields[b"state"] in TERMINAL:
+                    return fields[b"state"]
+                after = entry_id
+    raise TimeoutError(f"benchmark stalled waiting for migration {migration_id}")
+
+
+def _last_event(client) -> bytes:
+    last = client.xrevrange("vmigrate:events", count=1)
+    return last[0][0] if last else b"0-0"
+
+
+def _vmigrate_once(client, submit, request_cls, name: str, src: str, dst: str) -> float:  # noqa: PLR0917
+    after = _last_event(client)
     started = time.perf_counter()
     record = submit(request_cls(name, src, dst, flags=["live"]))
-    _wait(lambda: store.get(record.id).terminal, f"migration {record.id}")
+    state = _wait_event(client, record.id, after)
     elapsed = time.perf_counter() - started
-    final = store.get(record.id)
-    if final.state != "completed":
-        raise RuntimeError(f"benchmark migration {final.id} ended {final.state}: {final.error}")
+    if state != b"completed":
+        raise RuntimeError(f"benchmark migration {record.id} ended {state.decode()}")
     return elapsed
 
 
 def _floor_publish(app, run_id: str) -> None:
-    from celery import chain
-
-    links = [
-        app.signature("floor.hop", args=(run_id, i == len(HOPS) - 1)).set(
-            queue=f"floor.{q}" if q in HOSTS else q
-        )
-        for i, q in enumerate(HOPS)
-    ]
-    chain(*links).apply_async()
+    """Start a chain of len(HOPS) no-op tasks; each worker publishes the next hop (floor.hop)."""
+    queues = [f"floor.{q}" if q in HOSTS else q for q in HOPS]
+    app.send_task("floor.hop", args=[run_id, queues[1:]], queue=queues[0])
 
 
 def _floor_once(app, client) -> float:
     run_id = uuid.uuid4().hex
     started = time.perf_counter()
     _floor_publish(app, run_id)
-    _wait(lambda: client.llen(f"floor:done:{run_id}"), f"floor chain {run_id}")
+    if not client.blpop([f"floor:done:{run_id}"], timeout=60):
+        raise TimeoutError(f"benchmark stalled waiting for floor chain {run_id}")
     return time.perf_counter() - started
 
 
@@ -134,11 +149,12 @@ def run() -> str:
                     VMIGRATE_MIGRATION_PORT_MIN=str(first),
                     VMIGRATE_MIGRATION_PORT_MAX=str(first + 1999),
                 )
-                fleet.start_host(host)
+                fleet.start_host(host, "--time-scale", "1e-9")  # transfers take no time
             fleet.start_dispatcher()
             fleet.wait_ready(runtime().redis, list(HOSTS))
             time.sleep(2)  # the floor workers too
             store, client = runtime().store, redis.Redis.from_url(floor_url)
+            events = redis.Redis.from_url(vm_url)
             for name, host in [("seq", "ba")] + [
                 (f"par{i}", HOSTS[i % 2]) for i in range(PARALLEL)
             ]:
@@ -150,7 +166,7 @@ def run() -> str:
                 src = where["seq"]
                 dst = "bb" if src == "ba" else "ba"
                 where["seq"] = dst
-                return _vmigrate_once(store, submit, MigrationRequest, "seq", src, dst)
+                return _vmigrate_once(events, submit, MigrationRequest, "seq", src, dst)
 
             for _ in range(5):  # warm-up
                 hop_seq()
