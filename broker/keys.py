@@ -59,6 +59,22 @@ def queue() -> str:
     return f"{PREFIX}:queue"
 
 
+def queue_line(group: str) -> str:
+    """Sorted set of the queued migrations needing the windows ``group`` (names joined by ``|``,
+    ``-`` for none), scored by admission order: a tick reads only the front of each line."""
+    return f"{PREFIX}:queue:line:{group}"
+
+
+def queue_lines() -> str:
+    """Set of the window groups that have a line."""
+    return f"{PREFIX}:queue:lines"
+
+
+def queue_deadlines() -> str:
+    """Sorted set of queued migrations that have a deadline, scored by it (epoch seconds)."""
+    return f"{PREFIX}:queue:deadlines"
+
+
 def slots() -> str:
     """Hash of admitted migrations holding a slot: id -> JSON (source, destination, bandwidth)."""
     return f"{PREFIX}:slots"
@@ -75,8 +91,13 @@ def host_drained(host: str) -> str:
 
 
 def tick_lock() -> str:
-    """Short-lived key that debounces scheduler ticks triggered by finished migrations."""
+    """Held by the one process running a tick triggered by a finished migration (expiring)."""
     return f"{PREFIX}:tick-lock"
+
+
+def tick_again() -> str:
+    """Set when a triggered tick found another running: that one ticks once more when done."""
+    return f"{PREFIX}:tick-again"
 
 
 def active() -> str:

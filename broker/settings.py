@@ -68,6 +68,8 @@ class Settings:
     ageing_seconds: float = 600.0
     #: Seconds between two scheduler ticks (release of queued migrations).
     scheduler_interval: float = 1.0
+    #: How far into each queue line a tick looks: its cost is bounded by this, not by the queue.
+    scheduler_scan: int = 500
     #: Named windows (``[windows.NAME]`` with ``timezone`` and ``ranges``).
     windows: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Host name -> window name, from ``[hosts.NAME] window`` and ``[groups.NAME] hosts, window``.
@@ -178,6 +180,8 @@ def settings_from(document: dict[str, Any], environ: dict[str, str]) -> Settings
     for name in ("outbound_per_host", "inbound_per_host", "fleet"):
         if getattr(result, name) < 1:
             raise ConfigError(f"limit {name} must be at least 1")
+    if result.scheduler_scan < 1:
+        raise ConfigError("scheduler_scan must be at least 1")
     return result
 
 

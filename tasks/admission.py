@@ -58,6 +58,14 @@ def admission_order(
     )
 
 
+def line_score(candidate: Candidate, ageing_seconds: float) -> float:
+    """A static score whose ascending order is ``admission_order`` at any instant: everyone ages
+    at the same rate, so comparing priority + waited/ageing is comparing this."""
+    if ageing_seconds <= 0:
+        return float(-candidate.priority)
+    return candidate.created / ageing_seconds - candidate.priority
+
+
 def reserved_bandwidth(candidate: Candidate, limits: Limits) -> int:
     """What a migration takes of a host's budget: its own cap, or an equal share."""
     if not limits.bandwidth_per_host:

@@ -8,12 +8,12 @@ migration completes, with a warning saying so.
 
 from __future__ import annotations
 
-from broker import keys
 from tasks.errors import VMigrateError
 from tasks.flow import CANCELLED_ERROR
 from tasks.publish import finished
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
+from tasks.scheduler import dequeue
 from tasks.states import State
 
 AT_ONCE = (State.QUEUED, State.WAITING, State.PENDING)
@@ -43,6 +43,6 @@ def request_cancel(migration_id: str) -> MigrationRecord:
         return record
     record = changed[0]
     if record.terminal:
-        runtime().redis.hdel(keys.queue(), record.id)
+        dequeue([record.id])
         finished(record)
     return record

@@ -24,9 +24,9 @@ REPLY_TTL = 300
 ACTIONS = ("define", "start", "dumpxml")
 
 
-def run_control(request_id: str, action: str, args: dict[str, Any]) -> None:
+def run_control(request_id: str, action: str, args: dict[str, Any], queue: str = "") -> None:
     """On the host: do ``action`` and push the answer for whoever waits on ``request_id``."""
-    ctx = current_host()
+    ctx = current_host(queue)
     try:
         if action == "define":
             result: Any = ctx.driver.define(str(args["xml"])).as_dict()
@@ -40,7 +40,7 @@ def run_control(request_id: str, action: str, args: dict[str, Any]) -> None:
     except (DriverError, XMLRejected, ValueError, KeyError) as exc:
         code = getattr(exc, "code", "INVALID_INPUT")
         reply = {"ok": False, "error": {"code": code, "message": str(exc)}}
-    ctx.publish_inventory()
+    ctx.publish_inventory(always=True)
     client = runtime().redis
     with client.pipeline() as pipe:
         pipe.rpush(keys.reply(request_id), json.dumps(reply))

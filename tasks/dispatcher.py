@@ -14,16 +14,16 @@ from tasks.errors import Refused
 from tasks.negotiation import Wants, negotiate
 from tasks.publish import finished, publish_step
 from tasks.record import MigrationRecord
-from tasks.registry import get_host, read_inventory
+from tasks.registry import HostInfo, read_hosts
 from tasks.runtime import runtime
 from tasks.states import State
 
 log = logging.getLogger(__name__)
 
 
-def _candidates(record: MigrationRecord) -> list[int]:
-    client = runtime().redis
-    source, destination = get_host(client, record.source), get_host(client, record.destination)
+def _candidates(
+    record: MigrationRecord, source: HostInfo | None, destination: HostInfo | None
+) -> list[int]:
     for role, name, info in (
         ("source", record.source, source),
         ("destination", record.destination, destination),
@@ -40,13 +40,15 @@ def start_migration(migration_id: str) -> str:
     record = runtime().store.get(migration_id)
     if record is None or record.state != State.PENDING or record.attempt:
         return "ignored"
+    (source, destination), inventory = read_hosts(
+        runtime().redis, [record.source, record.destination], inventory_of=record.source
+    )
     try:
-        candidates: list[int] | None = _candidates(record)
+        candidates: list[int] | None = _candidates(record, source, destination)
         error = None
     except Refused as exc:
         candidates, error = None, exc.as_dict()
-    inventory = read_inventory(runtime().redis, record.source) or []
-    state = next((d["state"] for d in inventory if d["name"] == record.domain), None)
+    state = next((d["state"] for d in inventory or [] if d["name"] == record.domain), None)
 
     def begin(r: MigrationRecord) -> bool | None:
         if r.state != State.PENDING or r.attempt:

@@ -58,24 +58,29 @@ def _redelivered(task: Task) -> bool:
     return bool((task.request.delivery_info or {}).get("redelivered"))
 
 
+def _queue(task: Task) -> str:
+    """The queue a message came from: names the host when one worker serves several."""
+    return str((task.request.delivery_info or {}).get("routing_key") or "")
+
+
 @app.task(name=PHASE_TASK, bind=True)
 @authentic
 def phase(self: Task, message: dict[str, Any]) -> str:
     with migration_context(message["migration"]):
-        return phases.run_phase(message, redelivered=_redelivered(self))
+        return phases.run_phase(message, redelivered=_redelivered(self), queue=_queue(self))
 
 
 @app.task(name=POLL_TASK, bind=True)
 @authentic
 def poll(self: Task, message: dict[str, Any]) -> str:
     with migration_context(message["migration"]):
-        return phases.run_poll(message)
+        return phases.run_poll(message, queue=_queue(self))
 
 
 @app.task(name=CONTROL_TASK, bind=True)
 @authentic
 def host_control(self: Task, request_id: str, action: str, args: dict[str, Any]) -> None:
-    control.run_control(request_id, action, args)
+    control.run_control(request_id, action, args, queue=_queue(self))
 
 
 @app.task(name=START_TASK, bind=True)
@@ -88,10 +93,8 @@ def start(self: Task, migration_id: str) -> str:
 @app.task(name=TICK_TASK, bind=True)
 @authentic
 def tick(self: Task) -> dict[str, int] | None:
-    """Release queued migrations now (sent when a slot frees up); skipped if one just ran."""
-    if not scheduler.tick_lock():
-        return None
-    return scheduler.tick()
+    """Release queued migrations now (sent when a slot frees up); coalesces with a running one."""
+    return {"ticks": scheduler.tick_soon()}
 
 
 @app.task(name=SUBMIT_TASK, bind=True)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import threading
+from dataclasses import dataclass, field
 
+from broker.queues import host_queue
 from tasks import flow
 from tasks.flags import dest_flags
 from tasks.protocol import SIDE, SOURCE, Phase
@@ -18,24 +21,35 @@ class HostContext:
     host: str
     driver: Driver
     protocols: frozenset[int]
+    _published: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
-    def publish_inventory(self) -> None:
-        domains = [d.as_dict() for d in self.driver.list_domains()]
-        publish_inventory(runtime().redis, self.host, domains)
+    def publish_inventory(self, always: bool = False) -> None:
+        """Write what the host runs to the registry; after a phase, only when it changed."""
+        with self._lock:  # one writer at a time, so an older list never overwrites a newer one
+            domains = [d.as_dict() for d in self.driver.list_domains()]
+            encoded = json.dumps(domains, sort_keys=True)
+            if always or self._published.get("domains") != encoded:
+                publish_inventory(runtime().redis, self.host, domains)
+                self._published["domains"] = encoded
 
 
-_context: HostContext | None = None
+_contexts: dict[str, HostContext] = {}  # by queue name; bound once when the worker starts
 
 
 def bind_host(context: HostContext) -> None:
-    global _context  # noqa: PLW0603 (one host per worker process, bound once at start)
-    _context = context
+    _contexts[host_queue(context.host)] = context
 
 
-def current_host() -> HostContext:
-    if _context is None:
+def current_host(queue: str | None = None) -> HostContext:
+    """The host a message was delivered for: by its queue when this process serves several."""
+    if queue in _contexts:
+        return _contexts[queue]
+    if len(_contexts) == 1 and not queue:
+        return next(iter(_contexts.values()))
+    if not _contexts:
         raise RuntimeError("this process is not a host worker (no host bound)")
-    return _context
+    raise RuntimeError(f"this worker serves no host on queue {queue!r}")
 
 
 def job_for(record: MigrationRecord, phase: Phase) -> MigrationJob:

@@ -20,7 +20,7 @@ from tasks.protocol import Phase
 from tasks.publish import finished, publish_poll, publish_step
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
-from workers.drivers.base import DriverError, MigrationJob
+from workers.drivers.base import DriverError, MigrationJob, TransferStatus
 
 log = logging.getLogger(__name__)
 
@@ -49,9 +49,9 @@ def _claim(
     return None
 
 
-def run_phase(message: dict[str, Any], redelivered: bool = False) -> str:
+def run_phase(message: dict[str, Any], redelivered: bool = False, queue: str = "") -> str:
     """Entry point of the phase task on a host. Returns what happened, for logs and tests."""
-    ctx = current_host()
+    ctx = current_host(queue)
     claimed = runtime().store.update(
         message["migration"], lambda r: _claim(r, message, ctx.host, redelivered)
     )
@@ -59,6 +59,7 @@ def run_phase(message: dict[str, Any], redelivered: bool = False) -> str:
         log.info("ignoring stale or duplicate phase message %s", message)
         return "ignored"
     record = claimed[0]
+    written = record.to_json()  # what the record holds now, unless someone changes it meanwhile
     phase = Phase(message["phase"])
     point = phase.value + ("(c)" if message["cancelled"] else "")
     maybe_crash(f"{point}:before")
@@ -73,11 +74,15 @@ def run_phase(message: dict[str, Any], redelivered: bool = False) -> str:
         "ok" if outcome.ok else (outcome.error or {}).get("message"),
     )
     maybe_crash(f"{point}:after")
-    ctx.publish_inventory()  # before the record moves on, so readers never see it stale
     if phase == Phase.PERFORM and outcome.ok and not message["cancelled"]:
-        _start_polling(record, message, ctx.host)
-    else:
-        complete(record.id, message["seq"], outcome)
+        transferred = _transfer_outcome(ctx, job_for(record, phase))
+        if transferred is None:  # still copying: poll it from now on
+            ctx.publish_inventory()
+            _start_polling(record, message, ctx.host, written)
+            return "ok"
+        outcome = transferred  # a transfer that already ended needs no poll
+    ctx.publish_inventory()  # before the record moves on, so readers never see it stale
+    complete(record.id, message["seq"], outcome, written)
     return "ok" if outcome.ok else "failed"
 
 
@@ -106,7 +111,9 @@ def _failure(code: str, message: str) -> flow.Outcome:
     return flow.Outcome(False, error={"code": code, "message": message})
 
 
-def _start_polling(record: MigrationRecord, message: dict[str, Any], host: str) -> None:
+def _start_polling(
+    record: MigrationRecord, message: dict[str, Any], host: str, written: str
+) -> None:
     def mark(r: MigrationRecord) -> bool | None:
         if not _matches(r, message, "running"):
             return None
@@ -114,8 +121,9 @@ def _start_polling(record: MigrationRecord, message: dict[str, Any], host: str) 
         r.step.status, r.step.poll, r.step.touched = "polling", 0, time.time()
         return True
 
-    if runtime().store.update(record.id, mark):
-        run_poll({**message, "poll": 0})  # a transfer that already ended needs no wait
+    marked = runtime().store.update(record.id, mark, written)
+    if marked:
+        publish_poll(marked[0], host)
 
 
 def _this_poll(record: MigrationRecord | None, message: dict[str, Any]) -> bool:
@@ -127,9 +135,9 @@ def _this_poll(record: MigrationRecord | None, message: dict[str, Any]) -> bool:
     )
 
 
-def run_poll(message: dict[str, Any]) -> str:
+def run_poll(message: dict[str, Any], queue: str = "") -> str:
     """Poll an outgoing transfer once; republish the poll, or complete Perform."""
-    ctx = current_host()
+    ctx = current_host(queue)
     record = runtime().store.get(message["migration"])
     if record is None or not _this_poll(record, message):
         return "ignored"
@@ -138,7 +146,8 @@ def run_poll(message: dict[str, Any]) -> str:
     if record.cancel_requested:
         ctx.driver.abort_outgoing(job)
     status = ctx.driver.perform_status(job)
-    if not status.done:
+    outcome = _ended_transfer(status)
+    if outcome is None:
 
         def bump(r: MigrationRecord) -> bool | None:
             if not _this_poll(r, message) or r.step is None:
@@ -152,17 +161,31 @@ def run_poll(message: dict[str, Any]) -> str:
         if bumped:
             publish_poll(bumped[0], ctx.host)
         return "polling"
-    if status.error is not None:
-        outcome = _failure(status.error.code, str(status.error))
-    else:
-        outcome = flow.Outcome(True, {"cookie": status.cookie, "progress": status.progress})
-        metrics.BYTES.inc(status.progress.get("transferred", 0))
     ctx.publish_inventory()
     complete(record.id, message["seq"], outcome)
     return "done"
 
 
-def complete(migration_id: str, seq: int, outcome: flow.Outcome) -> None:
+def _transfer_outcome(ctx: HostContext, job: MigrationJob) -> flow.Outcome | None:
+    """Perform's outcome if its transfer has ended, None while it still runs."""
+    try:
+        return _ended_transfer(ctx.driver.perform_status(job))
+    except DriverError as exc:
+        return _failure(exc.code, str(exc))
+
+
+def _ended_transfer(status: TransferStatus) -> flow.Outcome | None:
+    if not status.done:
+        return None
+    if status.error is not None:
+        return _failure(status.error.code, str(status.error))
+    metrics.BYTES.inc(status.progress.get("transferred", 0))
+    return flow.Outcome(True, {"cookie": status.cookie, "progress": status.progress})
+
+
+def complete(
+    migration_id: str, seq: int, outcome: flow.Outcome, written: str | None = None
+) -> None:
     """Apply a phase outcome to the record and publish whatever comes next."""
 
     def apply(r: MigrationRecord) -> tuple[Any] | None:
@@ -170,7 +193,7 @@ def complete(migration_id: str, seq: int, outcome: flow.Outcome) -> None:
             return None
         return (flow.advance(r, outcome),)
 
-    applied = runtime().store.update(migration_id, apply)
+    applied = runtime().store.update(migration_id, apply, written)
     if applied is None:
         return
     record, (following,) = applied

@@ -38,7 +38,7 @@ def reconcile(ctx: HostContext) -> dict[str, str]:
         except DriverError as exc:
             done[migration_id] = f"could not settle: {exc}"
         log.warning("reconciled migration %s on %s: %s", migration_id, ctx.host, done[migration_id])
-    ctx.publish_inventory()
+    ctx.publish_inventory(always=True)
     return done
 
 

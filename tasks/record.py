@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from tasks.states import State, check_transition
 
@@ -101,13 +102,13 @@ class MigrationRecord:
         return data
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        return orjson.dumps(self).decode()  # dataclasses natively, several times faster
 
     @classmethod
     def from_json(cls, text: str) -> MigrationRecord:
         """Load a record; fields written by another vmigrate version and unknown here are ignored,
         so old and new components can share records during an upgrade."""
-        data = json.loads(text)
+        data = orjson.loads(text)
         step = data.pop("step")
         phases = data.pop("phases")
         record = cls(**_known(cls, data))

@@ -47,10 +47,12 @@ def register(client: Client, info: HostInfo, ttl: float) -> None:
         pipe.execute()
 
 
-def heartbeat(client: Client, host: str, ttl: float) -> None:
-    with client.pipeline() as pipe:
-        pipe.set(keys.host_alive(host), now_iso(), px=int(ttl * 1000))
-        pipe.set(keys.host_last_seen(host), str(time.time()))
+def heartbeat(client: Client, hosts: list[str], ttl: float) -> None:
+    """Refresh the ``alive`` key of every host this process serves, in one round trip."""
+    with client.pipeline(transaction=False) as pipe:
+        for host in hosts:
+            pipe.set(keys.host_alive(host), now_iso(), px=int(ttl * 1000))
+            pipe.set(keys.host_last_seen(host), str(time.time()))
         pipe.execute()
 
 
@@ -67,20 +69,41 @@ def unregister_alive(client: Client, host: str) -> None:
 
 
 def get_host(client: Client, name: str) -> HostInfo | None:
-    with client.pipeline() as pipe:
-        pipe.get(keys.host_info(name))
-        pipe.exists(keys.host_alive(name))
-        pipe.exists(keys.host_drained(name))
-        found, alive, drained = pipe.execute()
-    if not found:
-        return None
-    return HostInfo(**json.loads(found), alive=bool(alive), drained=bool(drained))
+    return get_hosts(client, [name])[0]
+
+
+def get_hosts(client: Client, names: list[str]) -> list[HostInfo | None]:
+    """The registrations of ``names``, in order, read in one round trip."""
+    return read_hosts(client, names)[0]
+
+
+def read_hosts(
+    client: Client, names: list[str], inventory_of: str | None = None
+) -> tuple[list[HostInfo | None], list[dict[str, Any]] | None]:
+    """Registrations of ``names`` and, if asked, one host's inventory, in one round trip."""
+    with client.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.get(keys.host_info(name))
+            pipe.exists(keys.host_alive(name))
+            pipe.exists(keys.host_drained(name))
+        if inventory_of is not None:
+            pipe.get(keys.host_domains(inventory_of))
+        replies = pipe.execute()
+    hosts: list[HostInfo | None] = []
+    for index in range(len(names)):
+        found, alive, drained = replies[3 * index : 3 * index + 3]
+        hosts.append(
+            HostInfo(**json.loads(found), alive=bool(alive), drained=bool(drained))
+            if found
+            else None
+        )
+    inventory = _inventory(replies[-1]) if inventory_of is not None else None
+    return hosts, inventory
 
 
 def list_hosts(client: Client) -> list[HostInfo]:
     names = sorted(text(n) for n in client.smembers(keys.hosts()))
-    hosts = [get_host(client, name) for name in names]
-    return [h for h in hosts if h is not None]
+    return [h for h in get_hosts(client, names) if h is not None]
 
 
 def publish_inventory(client: Client, host: str, domains: list[dict[str, Any]]) -> None:
@@ -88,7 +111,10 @@ def publish_inventory(client: Client, host: str, domains: list[dict[str, Any]]) 
 
 
 def read_inventory(client: Client, host: str) -> list[dict[str, Any]] | None:
-    found = client.get(keys.host_domains(host))
+    return _inventory(client.get(keys.host_domains(host)))
+
+
+def _inventory(found: Any) -> list[dict[str, Any]] | None:
     if not found:
         return None
     domains: list[dict[str, Any]] = json.loads(found)["domains"]

@@ -16,11 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker import keys
+from broker.connection import text
 from tasks.admission import (
     Candidate,
     Limits,
     admission_order,
     epoch,
+    line_score,
     release_slot,
     slot_holders,
     take_slots,
@@ -103,8 +105,55 @@ def classify(entries: list[QueueEntry], windows: dict[str, Window], now: dt.date
     return result
 
 
+MARK_PER_TICK = 64  # queued <-> waiting label changes per tick; the rest follow on later ticks
+
+
+def line_of(entry: QueueEntry) -> str:
+    return "|".join(sorted(entry.windows)) or "-"
+
+
 def enqueue(entry: QueueEntry) -> None:
-    runtime().redis.hset(keys.queue(), entry.id, json.dumps(entry.__dict__))
+    """Store (or rewrite) a queued migration and its place in its line."""
+    score = line_score(entry.candidate(), runtime().settings.ageing_seconds)
+    with runtime().redis.pipeline() as pipe:
+        pipe.hset(keys.queue(), entry.id, json.dumps(entry.__dict__))
+        pipe.zadd(keys.queue_line(line_of(entry)), {entry.id: score})
+        pipe.sadd(keys.queue_lines(), line_of(entry))
+        if entry.deadline:
+            pipe.zadd(keys.queue_deadlines(), {entry.id: entry.deadline})
+        pipe.execute()
+
+
+def dequeue(ids: list[str]) -> None:
+    """Forget queued migrations (admitted, expired, cancelled or vanished), wherever they are."""
+    if not ids:
+        return
+    client = runtime().redis
+    lines = [text(line) for line in client.smembers(keys.queue_lines())]
+    with client.pipeline() as pipe:
+        pipe.hdel(keys.queue(), *ids)
+        for line in lines:
+            pipe.zrem(keys.queue_line(line), *ids)
+        pipe.zrem(keys.queue_deadlines(), *ids)
+        pipe.execute()
+
+
+def front_of_queue(now: dt.datetime) -> list[QueueEntry]:
+    """The first ``scheduler_scan`` of every line, and whatever has reached its deadline: all a
+    tick needs to look at, however long the queue is."""
+    client, scan = runtime().redis, runtime().settings.scheduler_scan
+    lines = [text(line) for line in client.smembers(keys.queue_lines())]
+    with client.pipeline(transaction=False) as pipe:
+        for line in lines:
+            pipe.zrange(keys.queue_line(line), 0, scan - 1)
+        pipe.zrangebyscore(keys.queue_deadlines(), "-inf", now.timestamp(), start=0, num=scan)
+        fronts = pipe.execute()
+    ids = list(dict.fromkeys(text(i) for front in fronts for i in front))
+    found = client.hmget(keys.queue(), ids) if ids else []
+    vanished = [i for i, raw in zip(ids, found, strict=True) if raw is None]
+    if vanished:
+        dequeue(vanished)
+    return [QueueEntry(**json.loads(raw)) for raw in found if raw is not None]
 
 
 def _set_state(
@@ -134,27 +183,60 @@ def start_admitted(migration_id: str) -> bool:
     return True
 
 
-def _mark(entries: list[QueueEntry], state: State) -> None:
+def _mark(entries: list[QueueEntry], state: State, budget: int = MARK_PER_TICK) -> int:
+    """Show ``state`` on up to ``budget`` records that do not show it yet; returns what is left."""
     for entry in entries:
-        if entry.state != state and _set_state(entry.id, state):
-            entry.state = state.value
-            enqueue(entry)
+        if budget <= 0:
+            break
+        if entry.state != state:
+            budget -= 1
+            if _set_state(entry.id, state):
+                entry.state = state.value
+                enqueue(entry)
+    return budget
+
+
+SLOT_GRACE = 60.0  # seconds a slot may exist before its record does (submission writes it next)
 
 
 def reclaim_slots() -> int:
-    """Free slots whose migration ended or vanished (a crashed dispatcher's, for example)."""
-    client, store = runtime().redis, runtime().store
+    """Free slots whose migration ended or vanished (a crashed submitter's, for example)."""
+    client = runtime().redis
+    holders = slot_holders(client)
+    ids = list(holders)
+    found = client.mget([keys.migration(i) for i in ids]) if ids else []
     freed = 0
-    for migration_id in slot_holders(client):
-        record = store.get(migration_id)
-        if record is None or record.terminal:
+    for migration_id, raw in zip(ids, found, strict=True):
+        if raw is None:
+            vanished = (
+                time.time() - float(str(holders[migration_id].get("created", 0))) > SLOT_GRACE
+            )
+            freed += vanished and release_slot(client, migration_id)
+        elif MigrationRecord.from_json(text(raw)).terminal:
             freed += release_slot(client, migration_id)
     return freed
 
 
-def tick_lock(milliseconds: int = 100) -> bool:
-    """Debounce: True for one caller per ``milliseconds`` (ticks are safe to overlap anyway)."""
-    return bool(runtime().redis.set(keys.tick_lock(), "1", nx=True, px=milliseconds))
+TICK_LOCK_MS = 10_000  # only if a ticking process dies with the lock
+
+
+def tick_soon() -> int:
+    """Tick now, or make the tick already running go once more: triggered ticks coalesce, and a
+    slot freed while one runs is never left idle until the next periodic tick. Returns the
+    number of ticks this call ran."""
+    client = runtime().redis
+    client.set(keys.tick_again(), "1", px=TICK_LOCK_MS)  # first say so, then try the lock
+    ran = 0
+    while client.set(keys.tick_lock(), "1", nx=True, px=TICK_LOCK_MS):
+        try:
+            client.delete(keys.tick_again())
+            tick()
+            ran += 1
+        finally:
+            client.delete(keys.tick_lock())  # first release, then look whether asked again
+        if not client.exists(keys.tick_again()):
+            break
+    return ran
 
 
 def run_ticker(stop: Any) -> None:
@@ -175,22 +257,21 @@ def tick(now: dt.datetime | None = None) -> dict[str, int]:
     rt = runtime()
     now = now or dt.datetime.now(dt.UTC)
     reclaimed = reclaim_slots()
-    raw = rt.redis.hvals(keys.queue())
-    entries = [QueueEntry(**json.loads(v)) for v in raw]
-    split = classify(entries, load_windows(rt.settings.windows), now)
+    split = classify(front_of_queue(now), load_windows(rt.settings.windows), now)
     for entry, error in split.expired:
         record = _set_state(entry.id, State.EXPIRED, error)
-        rt.redis.hdel(keys.queue(), entry.id)
+        dequeue([entry.id])
         if record is not None:
             finished(record)
     ordered = admission_order(
         [e.candidate() for e in split.due], now.timestamp(), rt.settings.ageing_seconds
     )
     admitted = take_slots(rt.redis, ordered, Limits.of(rt.settings))
+    dequeue(admitted)
     started = sum(start_admitted(i) for i in admitted)
     admitted_ids = set(admitted)
-    _mark([e for e in split.due if e.id not in admitted_ids], State.WAITING)
-    _mark(split.later, State.QUEUED)
+    budget = _mark([e for e in split.due if e.id not in admitted_ids], State.WAITING)
+    _mark(split.later, State.QUEUED, budget)
     return {
         "queued": len(split.later),
         "waiting": len(split.due) - len(admitted),

@@ -13,14 +13,15 @@ from typing import Any
 
 from broker import keys
 from broker.queues import InvalidHostName, check_host_name
-from tasks.admission import Limits, take_slots
+from tasks.admission import Limits, release_slot, take_slots
 from tasks.errors import Refused
 from tasks.flags import validate_flags
 from tasks.negotiation import Wants, negotiate
+from tasks.publish import publish_start
 from tasks.record import MigrationRecord, new_migration_id
-from tasks.registry import HostInfo, get_host, read_inventory
+from tasks.registry import HostInfo, read_hosts
 from tasks.runtime import runtime
-from tasks.scheduler import QueueEntry, classify, enqueue, load_windows, start_admitted, tick
+from tasks.scheduler import QueueEntry, classify, enqueue, load_windows, tick
 from tasks.states import State
 from workers import domxml, safexml
 from workers.drivers.base import OFFLINE
@@ -144,21 +145,33 @@ def _schedule(request: MigrationRequest) -> QueueEntry:
     )
 
 
-def _host(name: str, role: str) -> HostInfo:
-    info = get_host(runtime().redis, name)
+def _hosts(request: MigrationRequest) -> tuple[HostInfo, HostInfo, list[dict[str, Any]]]:
+    """Both hosts' registrations and the source's inventory, read in one round trip."""
+    (source, destination), inventory = read_hosts(
+        runtime().redis, [request.source, request.destination], inventory_of=request.source
+    )
+    return (
+        _check_host(source, request.source, "source"),
+        _check_host(destination, request.destination, "destination"),
+        inventory or [],
+    )
+
+
+def _check_host(info: HostInfo | None, name: str, role: str) -> HostInfo:
     if info is None:
         raise Refused("HOST_UNKNOWN", f"{role} host {name!r} is not registered")
     if not info.alive:
         raise Refused("HOST_DOWN", f"{role} host {name!r} is not alive (no recent heartbeat)")
-    if role == "destination" and runtime().redis.exists(keys.host_drained(name)):
+    if role == "destination" and info.drained:
         raise Refused(
             "HOST_DRAINING", f"destination host {name!r} is drained: nothing new goes there"
         )
     return info
 
 
-def _check_domain(request: MigrationRequest, flags: frozenset[str]) -> None:
-    inventory = read_inventory(runtime().redis, request.source) or []
+def _check_domain(
+    request: MigrationRequest, flags: frozenset[str], inventory: list[dict[str, Any]]
+) -> None:
     found = next((d for d in inventory if d["name"] == request.domain), None)
     if found is None:
         raise Refused(
@@ -177,10 +190,10 @@ def submit(request: MigrationRequest) -> MigrationRecord:
     _check_names(request)
     flags = _check_options(request)
     entry = _schedule(request)
-    source, destination = _host(request.source, "source"), _host(request.destination, "destination")
+    source, destination, inventory = _hosts(request)
     wants = Wants.of(request.dname, request.xml, flags)
     candidates = negotiate(frozenset(source.protocols), frozenset(destination.protocols), wants)
-    _check_domain(request, flags)
+    _check_domain(request, flags, inventory)
     record = MigrationRecord(
         id=request.id or new_migration_id(),
         domain=request.domain,
@@ -198,7 +211,30 @@ def submit(request: MigrationRequest) -> MigrationRecord:
     )
     entry.id = record.id
     due = classify([entry], load_windows(runtime().settings.windows), dt.datetime.now(dt.UTC)).due
-    record.state = (State.WAITING if due else State.QUEUED).value
+    _take_guard(record)
+    # Nothing waits and a slot is free: the record is born pending and goes straight to a
+    # dispatcher. A slot whose record never got written (a crash here) is reclaimed by a tick.
+    admitted = due and take_slots(
+        runtime().redis, [entry.candidate()], Limits.of(runtime().settings), True
+    )
+    record.state = (State.PENDING if admitted else State.WAITING if due else State.QUEUED).value
+    if not runtime().store.create(record):
+        if admitted:
+            release_slot(runtime().redis, record.id)
+        runtime().redis.delete(keys.active_domain(record.source, record.domain))
+        raise Refused("DUPLICATE_ID", f"a migration with id {record.id!r} already exists")
+    if admitted:
+        publish_start(record.id)
+        return record
+    entry.state = record.state
+    enqueue(entry)
+    if due:
+        tick()  # others wait ahead of it: admit in priority order now, not at the next tick
+    return runtime().store.get(record.id) or record
+
+
+def _take_guard(record: MigrationRecord) -> None:
+    """One migration per domain at a time, across the whole fleet."""
     client = runtime().redis
     guard = keys.active_domain(record.source, record.domain)
     if not client.set(guard, record.id, nx=True):
@@ -208,15 +244,3 @@ def submit(request: MigrationRequest) -> MigrationRecord:
             f"another migration ({holder!s}) is already running for domain {record.domain!r} "
             f"on {record.source!r}",
         )
-    if not runtime().store.create(record):
-        client.delete(guard)
-        raise Refused("DUPLICATE_ID", f"a migration with id {record.id!r} already exists")
-    limits = Limits.of(runtime().settings)
-    if due and take_slots(client, [entry.candidate()], limits, only_if_queue_empty=True):
-        start_admitted(record.id)
-    else:
-        entry.state = record.state
-        enqueue(entry)
-        if due:
-            tick()  # others wait ahead of it: admit in priority order now, not at the next tick
-    return runtime().store.get(record.id) or record

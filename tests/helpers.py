@@ -64,3 +64,21 @@ def live_copies(vm_uuid: str) -> list[tuple[str, str, str]]:
 def domain_on(host: str, name: str) -> dict[str, Any] | None:
     inventory = read_inventory(runtime().redis, host) or []
     return next((d for d in inventory if d["name"] == name), None)
+
+
+def max_in_flight(records) -> tuple[int, dict[str, int], dict[str, int]]:
+    """Sweep the records' [first phase start, end) intervals: most at once, fleet and per host."""
+    events = []
+    for r in records:
+        start = min(p.started for p in r.phases)
+        end = max(p.ended for p in r.phases)
+        events += [(start, 1, r), (end, -1, r)]
+    fleet, peak, out, inn, peak_out, peak_in = 0, 0, {}, {}, {}, {}
+    for _, delta, r in sorted(events, key=lambda e: (e[0], e[1])):
+        fleet += delta
+        out[r.source] = out.get(r.source, 0) + delta
+        inn[r.destination] = inn.get(r.destination, 0) + delta
+        peak = max(peak, fleet)
+        peak_out[r.source] = max(peak_out.get(r.source, 0), out[r.source])
+        peak_in[r.destination] = max(peak_in.get(r.destination, 0), inn[r.destination])
+    return peak, peak_out, peak_in

@@ -51,11 +51,15 @@ def _positive_float(text: str) -> float:
 
 def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("worker", help="run the worker of one host")
+    default = os.environ.get("VMIGRATE_HOST")
     p.add_argument(
         "--host",
-        default=os.environ.get("VMIGRATE_HOST"),
-        required=not os.environ.get("VMIGRATE_HOST"),
-        help="this host's name in the fleet (default: $VMIGRATE_HOST)",
+        nargs="+",
+        action="extend",
+        default=None,
+        required=not default,
+        help="this host's name in the fleet (default: $VMIGRATE_HOST); sim only: several names "
+        "(--host sim-{001..100} in bash) make one process serve them all, for benchmarks",
     )
     p.add_argument("--driver", default="sim", choices=["sim", "qemu"], help="hypervisor driver")
     p.add_argument(

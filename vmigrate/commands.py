@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from typing import Any
@@ -49,7 +50,7 @@ def worker(args: argparse.Namespace) -> int:
 
     connect()
     options = HostOptions(
-        host=args.host,
+        hosts=tuple(args.host or [os.environ.get("VMIGRATE_HOST", "")]),
         driver=args.driver,
         protocols=args.protocols,
         state_dir=args.state_dir,

@@ -52,6 +52,11 @@ class LocalFleet:
         ]
         return self._spawn(name, args)
 
+    def start_hosts(self, names: list[str], *extra: str) -> subprocess.Popen[bytes]:
+        """One worker process serving several sim hosts (for benchmarks and test beds)."""
+        args = ["worker", "--host", *names, "--state-dir", str(self.home / "hosts"), *extra]
+        return self._spawn(f"{names[0]}-and-{len(names) - 1}-more", args)
+
     def start_dispatcher(self, name: str = "dispatcher") -> subprocess.Popen[bytes]:
         return self._spawn(name, ["dispatcher"])
 

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class HostOptions:
-    host: str
+    hosts: tuple[str, ...]  # usually one; a benchmark or test bed may serve many sim hosts
     driver: str = "sim"
     protocols: frozenset[int] = frozenset({1, 2, 3})
     state_dir: Path | None = None
@@ -37,7 +37,7 @@ class HostOptions:
     metrics_port: int | None = None
 
 
-def build_driver(options: HostOptions, state_dir: Path) -> Driver:
+def build_driver(options: HostOptions, host: str, state_dir: Path) -> Driver:
     from broker.app import get_app  # noqa: PLC0415 (created when the worker starts)
 
     app = get_app()
@@ -48,7 +48,7 @@ def build_driver(options: HostOptions, state_dir: Path) -> Driver:
 
         return QemuDriver(
             QemuConfig(
-                host=options.host,
+                host=host,
                 state_dir=state_dir,
                 protocols=options.protocols,
                 memory_mib=options.memory_mib,
@@ -62,7 +62,7 @@ def build_driver(options: HostOptions, state_dir: Path) -> Driver:
         raise SystemExit(f"unknown driver {options.driver!r}: choose sim or qemu")
     return SimDriver(
         SimConfig(
-            host=options.host,
+            host=host,
             state_dir=state_dir,
             protocols=options.protocols,
             memory_mib=options.memory_mib,
@@ -81,55 +81,80 @@ def warn_if_volatile(client: Client) -> None:
         print(f"vmigrate: {message}", file=sys.stderr)
 
 
-def _heartbeat_loop(host: str, interval: float, ttl: float, stop: threading.Event) -> None:
+def _heartbeat_loop(hosts: list[str], interval: float, ttl: float, stop: threading.Event) -> None:
     from tasks.registry import heartbeat  # noqa: PLC0415
     from tasks.runtime import runtime  # noqa: PLC0415
 
     while not stop.wait(interval):
         try:
-            heartbeat(runtime().redis, host, ttl)
+            heartbeat(runtime().redis, hosts, ttl)
         except Exception:  # the broker may blip; the next beat retries
-            log.warning("heartbeat of %s failed", host, exc_info=True)
+            log.warning("heartbeat of %s failed", ", ".join(hosts[:3]), exc_info=True)
+
+
+def check_options(options: HostOptions) -> None:
+    if not options.hosts:
+        raise SystemExit("name at least one host (--host)")
+    for host in options.hosts:
+        check_host_name(host)
+    if len(set(options.hosts)) != len(options.hosts):
+        raise SystemExit("a host is named twice in --host")
+    if len(options.hosts) > 1 and (options.driver != "sim" or options.host_uuid):
+        raise SystemExit(
+            "one worker serves several hosts only with the sim driver and without --host-uuid"
+        )
+
+
+def state_dir_of(options: HostOptions, host: str, home: Path) -> Path:
+    """``--state-dir`` is the host's directory; with several hosts, the parent of theirs."""
+    if options.state_dir is None:
+        return home / "hosts" / host
+    return options.state_dir if len(options.hosts) == 1 else options.state_dir / host
 
 
 def run_host_worker(options: HostOptions, home: Path) -> None:
-    """Run until stopped (SIGTERM/SIGINT): the worker of one host."""
+    """Run until stopped (SIGTERM/SIGINT): the worker of one host (or of several sim hosts)."""
     from tasks.hostside import HostContext, bind_host  # noqa: PLC0415
     from tasks.reconcile import reconcile  # noqa: PLC0415
     from tasks.registry import HostInfo, register, unregister_alive  # noqa: PLC0415
     from tasks.runtime import runtime  # noqa: PLC0415
 
-    check_host_name(options.host)
+    check_options(options)
     observability(options.loglevel, options.log_format, options.metrics_port)
-    state_dir = options.state_dir or home / "hosts" / options.host
-    driver = build_driver(options, state_dir)
-    caps = driver.capabilities()
-    context = HostContext(options.host, driver, caps.protocols & options.protocols)
-    bind_host(context)
     rt = runtime()
-    info = HostInfo(
-        name=options.host,
-        protocols=sorted(context.protocols),
-        driver=caps.driver,
-        memory_mib=caps.memory_mib,
-        vcpus=caps.vcpus,
-        host_uuid=driver.host_uuid,
-    )
     warn_if_volatile(rt.redis)
-    register(rt.redis, info, rt.settings.host_ttl)
-    reconcile(context)
+    for host in options.hosts:
+        driver = build_driver(options, host, state_dir_of(options, host, home))
+        caps = driver.capabilities()
+        context = HostContext(host, driver, caps.protocols & options.protocols)
+        bind_host(context)
+        info = HostInfo(
+            name=host,
+            protocols=sorted(context.protocols),
+            driver=caps.driver,
+            memory_mib=caps.memory_mib,
+            vcpus=caps.vcpus,
+            host_uuid=driver.host_uuid,
+        )
+        register(rt.redis, info, rt.settings.host_ttl)
+        reconcile(context)
+    hosts = list(options.hosts)
     stop = threading.Event()
     beat = threading.Thread(
         target=_heartbeat_loop,
-        args=(options.host, rt.settings.heartbeat_interval, rt.settings.host_ttl, stop),
+        args=(hosts, rt.settings.heartbeat_interval, rt.settings.host_ttl, stop),
         daemon=True,
     )
     beat.start()
+    node = hosts[0] if len(hosts) == 1 else f"{hosts[0]}-and-{len(hosts) - 1}-more"
     try:
-        run_celery_worker(host_queue(options.host), f"{options.host}@vmigrate", options.loglevel)
+        run_celery_worker(
+            ",".join(host_queue(h) for h in hosts), f"{node}@vmigrate", options.loglevel
+        )
     finally:
         stop.set()
-        unregister_alive(rt.redis, options.host)
+        for host in hosts:
+            unregister_alive(rt.redis, host)
 
 
 def observability(loglevel: str, log_format: str, metrics_port: int | None) -> None:

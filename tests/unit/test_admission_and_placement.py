@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import datetime as dt
 
-from tasks.admission import Candidate, Limits, admission_order, reserved_bandwidth
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tasks.admission import (
+    Candidate,
+    Limits,
+    admission_order,
+    effective_priority,
+    line_score,
+    reserved_bandwidth,
+)
 from tasks.placement import Target, place
 from tasks.scheduler import QueueEntry, classify
 from tasks.windows import parse_window
@@ -72,3 +82,24 @@ def test_placement_spreads_and_respects_room_and_protocols():
     assert sorted(plan.values()) == ["big", "big", "big", "big", "mid", "mid"]
     too_big = place([("huge", 100 * 2**20)], [Target("t", 2**20, frozenset({3}))], frozenset({3}))
     assert too_big == {"huge": None}
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(-1000, 1000), st.floats(0, 1e6, allow_nan=False)),
+        min_size=1,
+        max_size=30,
+    ),
+    st.floats(1e6, 2e6, allow_nan=False),
+    st.sampled_from([0.0, 1.0, 600.0, 86400.0]),
+)
+def test_a_queue_line_ordered_by_its_static_score_is_the_admission_order(items, now, ageing):
+    """The scheduler reads only the front of a line kept sorted by ``line_score``: that front must
+    be what ``admission_order`` would put first, at any later instant."""
+    cands = [
+        Candidate(f"m{i:03}", "a", "b", priority=p, created=c) for i, (p, c) in enumerate(items)
+    ]
+    by_score = sorted(cands, key=lambda c: (line_score(c, ageing), c.created, c.id))
+    ordered = admission_order(cands, now=now, ageing_seconds=ageing)
+    key = lambda c: round(effective_priority(c, now, ageing), 6)  # noqa: E731
+    assert [key(c) for c in by_score] == [key(c) for c in ordered]

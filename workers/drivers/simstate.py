@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 STATE_FILE = "sim-state.json"
-KEEP_ENDED = 500
+KEEP_ENDED = 64  # ended jobs kept for idempotent replies to redelivered phases
 
 
 class SimState:
@@ -33,6 +35,7 @@ class SimState:
         self.domains: dict[str, dict[str, Any]] = data.get("domains", {})
         self.outgoing: dict[str, dict[str, Any]] = data.get("outgoing", {})
         self.incoming: dict[str, dict[str, Any]] = data.get("incoming", {})
+        self._saved = b""
         self.save()
 
     def _prune(self) -> None:
@@ -50,17 +53,18 @@ class SimState:
         which the page cache covers, not a power failure."""
         self._prune()
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as handle:
-            json.dump(
-                {
-                    "host_uuid": self.host_uuid,
-                    "domains": self.domains,
-                    "outgoing": self.outgoing,
-                    "incoming": self.incoming,
-                },
-                handle,
-            )
+        state = {
+            "host_uuid": self.host_uuid,
+            "domains": self.domains,
+            "outgoing": self.outgoing,
+            "incoming": self.incoming,
+        }
+        encoded = orjson.dumps(state)
+        if encoded == self._saved:
+            return  # a read, or a repeated call that changed nothing
+        tmp.write_bytes(encoded)
         os.replace(tmp, self.path)
+        self._saved = encoded
 
     @contextmanager
     def change(self) -> Iterator[SimState]:
