@@ -39,6 +39,17 @@ def migration(migration_id: str) -> str:
     return f"{PREFIX}:migration:{migration_id}"
 
 
+def running() -> str:
+    """Set of migration ids admitted and not yet ended (what the sweeper watches)."""
+    return f"{PREFIX}:running"
+
+
+def running_indexed() -> str:
+    """Expiring marker: ``running`` was rebuilt from ``active`` recently (after an upgrade, or
+    a record written by a version that did not keep the set)."""
+    return f"{PREFIX}:running-indexed"
+
+
 def migrations() -> str:
     """Sorted set of migration ids scored by creation time."""
     return f"{PREFIX}:migrations"

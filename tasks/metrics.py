@@ -52,9 +52,11 @@ class FleetCollector(Collector):
 
         client = runtime().redis
         states: dict[str, int] = {}
-        for record in (runtime().store.get(i) for i in runtime().store.active_ids()):
-            if record is not None:
-                states[record.state] = states.get(record.state, 0) + 1
+        for record in runtime().store.running():
+            states[record.state] = states.get(record.state, 0) + 1
+        for raw in client.hvals(keys.queue()):  # queued and waiting: from their queue entries
+            state = json.loads(raw).get("state", "queued")
+            states[state] = states.get(state, 0) + 1
         by_state = GaugeMetricFamily(
             "vmigrate_migrations", "Migrations not yet ended, by state", labels=["state"]
         )

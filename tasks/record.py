@@ -88,6 +88,11 @@ class MigrationRecord:
     def terminal(self) -> bool:
         return State(self.state) in {State.COMPLETED, State.FAILED, State.CANCELLED, State.EXPIRED}
 
+    @property
+    def admitted(self) -> bool:
+        """Past admission and not ended: the sweeper watches it."""
+        return not self.terminal and State(self.state) not in {State.QUEUED, State.WAITING}
+
     def move_to(self, new: State) -> None:
         self.state = check_transition(State(self.state), new).value
         self.updated = now_iso()

@@ -105,22 +105,25 @@ def classify(entries: list[QueueEntry], windows: dict[str, Window], now: dt.date
     return result
 
 
-MARK_PER_TICK = 64  # queued <-> waiting label changes per tick; the rest follow on later ticks
+MARK_PER_TICK = 50  # queued <-> waiting label changes per tick; the rest follow on later ticks
 
 
 def line_of(entry: QueueEntry) -> str:
     return "|".join(sorted(entry.windows)) or "-"
 
 
-def enqueue(entry: QueueEntry) -> None:
-    """Store (or rewrite) a queued migration and its place in its line."""
-    score = line_score(entry.candidate(), runtime().settings.ageing_seconds)
+def enqueue(*entries: QueueEntry) -> None:
+    """Store (or rewrite) queued migrations and their places in their lines, in one round trip."""
+    ageing = runtime().settings.ageing_seconds
     with runtime().redis.pipeline() as pipe:
-        pipe.hset(keys.queue(), entry.id, json.dumps(entry.__dict__))
-        pipe.zadd(keys.queue_line(line_of(entry)), {entry.id: score})
-        pipe.sadd(keys.queue_lines(), line_of(entry))
-        if entry.deadline:
-            pipe.zadd(keys.queue_deadlines(), {entry.id: entry.deadline})
+        for entry in entries:
+            pipe.hset(keys.queue(), entry.id, json.dumps(entry.__dict__))
+            pipe.zadd(
+                keys.queue_line(line_of(entry)), {entry.id: line_score(entry.candidate(), ageing)}
+            )
+            pipe.sadd(keys.queue_lines(), line_of(entry))
+            if entry.deadline:
+                pipe.zadd(keys.queue_deadlines(), {entry.id: entry.deadline})
         pipe.execute()
 
 
@@ -138,22 +141,31 @@ def dequeue(ids: list[str]) -> None:
         pipe.execute()
 
 
-def front_of_queue(now: dt.datetime) -> list[QueueEntry]:
-    """The first ``scheduler_scan`` of every line, and whatever has reached its deadline: all a
-    tick needs to look at, however long the queue is."""
-    client, scan = runtime().redis, runtime().settings.scheduler_scan
-    lines = [text(line) for line in client.smembers(keys.queue_lines())]
+PAGE = 64  # entries a tick reads from each line at a time
+
+
+def _line_open(line: str, windows: dict[str, Window], now: dt.datetime) -> bool:
+    needed = [windows[n] for n in line.split("|") if n in windows] if line != "-" else []
+    return all_open(needed, now)
+
+
+def queue_page(lines: list[str], first: int, now: dt.datetime) -> tuple[list[QueueEntry], bool]:
+    """Entries ``first`` to ``first + PAGE`` of each line (and, on the first page, whatever
+    reached its deadline), and whether any line has more behind them."""
+    client = runtime().redis
     with client.pipeline(transaction=False) as pipe:
         for line in lines:
-            pipe.zrange(keys.queue_line(line), 0, scan - 1)
-        pipe.zrangebyscore(keys.queue_deadlines(), "-inf", now.timestamp(), start=0, num=scan)
+            pipe.zrange(keys.queue_line(line), first, first + PAGE - 1)
+        if first == 0:
+            pipe.zrangebyscore(keys.queue_deadlines(), "-inf", now.timestamp(), start=0, num=PAGE)
         fronts = pipe.execute()
+    more = any(len(front) == PAGE for front in fronts[: len(lines)])
     ids = list(dict.fromkeys(text(i) for front in fronts for i in front))
     found = client.hmget(keys.queue(), ids) if ids else []
     vanished = [i for i, raw in zip(ids, found, strict=True) if raw is None]
     if vanished:
         dequeue(vanished)
-    return [QueueEntry(**json.loads(raw)) for raw in found if raw is not None]
+    return [QueueEntry(**json.loads(raw)) for raw in found if raw is not None], more
 
 
 def _set_state(
@@ -184,16 +196,22 @@ def start_admitted(migration_id: str) -> bool:
 
 
 def _mark(entries: list[QueueEntry], state: State, budget: int = MARK_PER_TICK) -> int:
-    """Show ``state`` on up to ``budget`` records that do not show it yet; returns what is left."""
-    for entry in entries:
-        if budget <= 0:
-            break
-        if entry.state != state:
-            budget -= 1
-            if _set_state(entry.id, state):
-                entry.state = state.value
-                enqueue(entry)
-    return budget
+    """Show ``state`` on up to ``budget`` records that do not show it yet, in a few round trips
+    (a record changed meanwhile keeps its label until a later tick); returns what is left."""
+    chosen = [e for e in entries if e.state != state][:budget]
+
+    def change(r: MigrationRecord) -> bool:
+        if State(r.state) not in WAITING_STATES or r.state == state:
+            return False
+        r.move_to(state)
+        return True
+
+    changed = {r.id for r in runtime().store.update_many([e.id for e in chosen], change)}
+    for entry in chosen:
+        if entry.id in changed:
+            entry.state = state.value
+    enqueue(*(e for e in chosen if e.id in changed))
+    return budget - len(chosen)
 
 
 SLOT_GRACE = 60.0  # seconds a slot may exist before its record does (submission writes it next)
@@ -254,28 +272,48 @@ def run_ticker(stop: Any) -> None:
 
 
 def tick(now: dt.datetime | None = None) -> dict[str, int]:
+    """Admit what fits, reading each line a page at a time from its front, and only as deep as
+    needed: a tick stops once the fleet is full, the lines end, or ``scheduler_scan`` is read."""
     rt = runtime()
     now = now or dt.datetime.now(dt.UTC)
-    reclaimed = reclaim_slots()
-    split = classify(front_of_queue(now), load_windows(rt.settings.windows), now)
-    for entry, error in split.expired:
+    windows = load_windows(rt.settings.windows)
+    counts = {"reclaimed": reclaim_slots(), "started": 0, "expired": 0, "scanned": 0}
+    lines = sorted(text(line) for line in rt.redis.smembers(keys.queue_lines()))
+    open_lines = [line for line in lines if _line_open(line, windows, now)]
+    budget, first = MARK_PER_TICK, 0
+    while True:
+        entries, more = queue_page(lines if first == 0 else open_lines, first, now)
+        split = classify(entries, windows, now)
+        counts["scanned"] += len(entries)
+        counts["expired"] += _expire(split.expired)
+        admitted = _admit(split.due, now)
+        counts["started"] += sum(start_admitted(i) for i in admitted)
+        taken = set(admitted)
+        budget = _mark([e for e in split.due if e.id not in taken], State.WAITING, budget)
+        budget = _mark(split.later, State.QUEUED, budget)
+        first += PAGE
+        if not more or first >= rt.settings.scheduler_scan or _fleet_full():
+            return counts  # closed lines are read to their first page only (labels, early expiry)
+
+
+def _expire(expired: list[tuple[QueueEntry, dict[str, str]]]) -> int:
+    for entry, error in expired:
         record = _set_state(entry.id, State.EXPIRED, error)
         dequeue([entry.id])
         if record is not None:
             finished(record)
+    return len(expired)
+
+
+def _admit(due: list[QueueEntry], now: dt.datetime) -> list[str]:
+    rt = runtime()
     ordered = admission_order(
-        [e.candidate() for e in split.due], now.timestamp(), rt.settings.ageing_seconds
+        [e.candidate() for e in due], now.timestamp(), rt.settings.ageing_seconds
     )
-    admitted = take_slots(rt.redis, ordered, Limits.of(rt.settings))
+    admitted = take_slots(rt.redis, ordered, Limits.of(rt.settings)) if ordered else []
     dequeue(admitted)
-    started = sum(start_admitted(i) for i in admitted)
-    admitted_ids = set(admitted)
-    budget = _mark([e for e in split.due if e.id not in admitted_ids], State.WAITING)
-    _mark(split.later, State.QUEUED, budget)
-    return {
-        "queued": len(split.later),
-        "waiting": len(split.due) - len(admitted),
-        "started": started,
-        "expired": len(split.expired),
-        "reclaimed": reclaimed,
-    }
+    return admitted
+
+
+def _fleet_full() -> bool:
+    return bool(runtime().redis.hlen(keys.slots()) >= runtime().settings.fleet)

@@ -8,8 +8,9 @@ refuse (return None) when the record is not in the state it expects.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
-from typing import TypeVar
+import hashlib
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from broker import keys
 from broker.connection import Client, text
@@ -19,6 +20,7 @@ T = TypeVar("T")
 
 
 EVENTS_MAXLEN = 100_000
+REINDEX_SECONDS = 300
 
 
 def event_fields(record: MigrationRecord, previous: str | None) -> dict[str, str]:
@@ -33,13 +35,19 @@ def event_fields(record: MigrationRecord, previous: str | None) -> dict[str, str
     }
 
 
-# KEYS: record, active set, events. ARGV: expected, new, terminal, ttl, id, maxlen, event fields.
+# KEYS: record, active set, events, running set.
+# ARGV: SHA-1 of the expected value, new value, phase of life (0 queued, 2 admitted, 1 ended), ttl,
+# id, maxlen, event fields.
 _SWAP = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local current = redis.call('GET', KEYS[1])
+if not current or redis.sha1hex(current) ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2])
 if ARGV[3] == '1' then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('SREM', KEYS[2], ARGV[5])
+  redis.call('SREM', KEYS[4], ARGV[5])
+elseif ARGV[3] == '2' then
+  redis.call('SADD', KEYS[4], ARGV[5])
 end
 if #ARGV > 6 then
   redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', unpack(ARGV, 7))
@@ -66,6 +74,8 @@ class RecordStore:
         with self.redis.pipeline() as pipe:
             pipe.zadd(keys.migrations(), {record.id: _epoch(record.created)})
             pipe.sadd(keys.active(), record.id)
+            if record.admitted:
+                pipe.sadd(keys.running(), record.id)
             pipe.xadd(
                 keys.events(),
                 event_fields(record, None),  # type: ignore[arg-type]
@@ -97,24 +107,85 @@ class RecordStore:
             result = change(record)
             if result is None:
                 return None
-            event = event_fields(record, previous) if record.state != previous else {}
-            written = self._swap(
-                keys=[key, keys.active(), keys.events()],
-                args=[
-                    found,
-                    record.to_json(),
-                    "1" if record.terminal else "0",
-                    self.record_ttl,
-                    record.id,
-                    EVENTS_MAXLEN,
-                    *(item for pair in event.items() for item in pair),
-                ],
-            )
-            if written:
+            if self._swap(*self._swap_args(found, record, previous)):
                 return record, result
+
+    def update_many(
+        self, ids: list[str], change: Callable[[MigrationRecord], bool]
+    ) -> list[MigrationRecord]:
+        """Apply ``change`` to many records in three round trips, each by the same swap as
+        ``update``; a record changed meanwhile (or refused by ``change``) is left as it is.
+        Returns the records changed."""
+        found = self.redis.mget([keys.migration(i) for i in ids]) if ids else []
+        candidates = []
+        for raw in found:
+            if raw is None:
+                continue
+            record = MigrationRecord.from_json(text(raw))
+            previous = record.state
+            if change(record):
+                candidates.append((raw, record, previous))
+        with self.redis.pipeline(transaction=False) as pipe:
+            for raw, record, previous in candidates:
+                self._swap(*self._swap_args(raw, record, previous), client=pipe)
+            written = pipe.execute()
+        return [record for (_, record, _), ok in zip(candidates, written, strict=True) if ok]
+
+    def _swap_args(
+        self, found: bytes | str, record: MigrationRecord, previous: str
+    ) -> tuple[list[str], list[Any]]:
+        event = event_fields(record, previous) if record.state != previous else {}
+        return (
+            [keys.migration(record.id), keys.active(), keys.events(), keys.running()],
+            [
+                hashlib.sha1(text(found).encode()).hexdigest(),  # noqa: S324 (not for security)
+                record.to_json(),
+                "1" if record.terminal else "2" if record.admitted else "0",
+                self.record_ttl,
+                record.id,
+                EVENTS_MAXLEN,
+                *(item for pair in event.items() for item in pair),
+            ],
+        )
 
     def active_ids(self) -> list[str]:
         return [text(i) for i in self.redis.smembers(keys.active())]
+
+    def running(self, batch: int = 500) -> Iterator[MigrationRecord]:
+        """Every migration admitted and not ended (queued ones are not read at all)."""
+        if not self.redis.exists(keys.running_indexed()):
+            self._index_running(batch)
+        ids = [text(i) for i in self.redis.smembers(keys.running())]
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            for migration_id, raw in zip(chunk, self.get_raw_many(chunk), strict=True):
+                if raw is None:
+                    self.redis.srem(keys.running(), migration_id)
+                    continue
+                record = MigrationRecord.from_json(text(raw))
+                if record.terminal:
+                    self.redis.srem(keys.running(), migration_id)
+                else:
+                    yield record
+
+    def get_raw_many(self, ids: list[str]) -> list[Any]:
+        return list(self.redis.mget([keys.migration(i) for i in ids])) if ids else []
+
+    def _index_running(self, batch: int) -> None:
+        """Rebuild ``running`` from ``active`` (every few minutes: records written by a version
+        that did not keep the set are found too)."""
+        ids = self.active_ids()
+        for start in range(0, len(ids), batch):
+            chunk = ids[start : start + batch]
+            found = self.get_raw_many(chunk)
+            admitted = [
+                i
+                for i, raw in zip(chunk, found, strict=True)
+                if raw is not None and MigrationRecord.from_json(text(raw)).admitted
+            ]
+            if admitted:
+                self.redis.sadd(keys.running(), *admitted)
+        self.redis.set(keys.running_indexed(), "1", ex=REINDEX_SECONDS)
 
     def list_ids(self, limit: int = 1000) -> list[str]:
         ids = self.redis.zrevrange(keys.migrations(), 0, limit - 1)

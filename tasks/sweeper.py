@@ -119,11 +119,7 @@ def sweep(now: float | None = None) -> dict[str, int]:
     store = runtime().store
     now = now or time.time()
     counts: dict[str, int] = {}
-    for migration_id in store.active_ids():
-        record = store.get(migration_id)
-        if record is None:
-            runtime().redis.srem(keys.active(), migration_id)
-            continue
+    for record in store.running():  # queued and waiting ones have no step to watch
         outcome = sweep_one(record, now)
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
