@@ -17,7 +17,7 @@ from tasks import flow, metrics
 from tasks.crashpoints import maybe_crash
 from tasks.hostside import HostContext, current_host, job_for
 from tasks.protocol import Phase
-from tasks.publish import finished, publish_poll, publish_step
+from tasks.publish import finished, publish_poll, publish_step, seconds_left
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
 from workers.drivers.base import DriverError, MigrationJob, TransferStatus
@@ -149,17 +149,19 @@ def run_poll(message: dict[str, Any], queue: str = "") -> str:
     outcome = _ended_transfer(status)
     if outcome is None:
 
-        def bump(r: MigrationRecord) -> bool | None:
+        def bump(r: MigrationRecord) -> float | None:
             if not _this_poll(r, message) or r.step is None:
                 return None
+            now = time.time()
+            left = seconds_left(r.progress, status.progress, now - r.step.touched)
             r.step.poll += 1
-            r.step.touched = time.time()
+            r.step.touched = now
             r.progress = status.progress
-            return True
+            return left if left is not None else -1.0
 
         bumped = runtime().store.update(record.id, bump)
         if bumped:
-            publish_poll(bumped[0], ctx.host)
+            publish_poll(bumped[0], ctx.host, bumped[1] if bumped[1] >= 0 else None)
         return "polling"
     ctx.publish_inventory()
     complete(record.id, message["seq"], outcome)

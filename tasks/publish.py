@@ -53,10 +53,33 @@ def publish_step(record: MigrationRecord) -> None:
     send(PHASE_TASK, [phase_message(record)], queue)
 
 
-def publish_poll(record: MigrationRecord, host: str) -> None:
+FIRST_POLL = 0.025  # seconds; polls back off from here to ``poll_interval``
+
+
+def poll_delay(poll: int, interval: float, seconds_left: float | None = None) -> float:
+    """Pure: when to poll a transfer next. The first polls come soon (0.025, 0.05, 0.1 s), then
+    every ``interval``; sooner when the transfer should end before that (``seconds_left``, from
+    the bytes remaining and the rate since the last poll), because a v3 destination stays paused
+    from the end of the copy until Finish resumes it."""
+    delay = min(interval, FIRST_POLL * float(2 ** min(poll, 16)))
+    if seconds_left is not None:
+        delay = min(delay, max(FIRST_POLL, seconds_left))
+    return delay
+
+
+def seconds_left(before: dict[str, float], after: dict[str, float], elapsed: float) -> float | None:
+    """Pure: the remaining bytes over the rate seen between two polls (None without a rate)."""
+    sent = after.get("memory_processed", 0.0) - before.get("memory_processed", 0.0)
+    if elapsed <= 0 or sent <= 0:
+        return None
+    return after.get("memory_remaining", 0.0) / (sent / elapsed)
+
+
+def publish_poll(record: MigrationRecord, host: str, left: float | None = None) -> None:
     assert record.step is not None
     message = {**phase_message(record), "poll": record.step.poll}
-    send(POLL_TASK, [message], host_queue(host), countdown=runtime().settings.poll_interval)
+    delay = poll_delay(record.step.poll, runtime().settings.poll_interval, left)
+    send(POLL_TASK, [message], host_queue(host), countdown=delay)
 
 
 def publish_start(migration_id: str) -> None:

@@ -155,3 +155,28 @@ def test_a_record_written_by_another_version_still_loads():
     data["step"]["sent_at"] = "2026-11-26T00:00:00Z"  # a field this version no longer writes
     loaded = MigrationRecord.from_json(json.dumps(data))
     assert loaded.step.seq == r.step.seq and loaded.state == r.state
+
+
+def test_polls_start_fast_and_back_off_to_the_interval():
+    from tasks.publish import poll_delay
+
+    delays = [poll_delay(n, 0.2) for n in range(8)]
+    assert delays[:4] == [0.025, 0.05, 0.1, 0.2]
+    assert all(d == 0.2 for d in delays[3:])
+    assert poll_delay(0, 0.01) == 0.01  # never slower than the configured interval
+    assert poll_delay(10_000, 0.2) == 0.2
+
+
+def test_a_transfer_about_to_end_is_polled_sooner():
+    from tasks.publish import poll_delay, seconds_left
+
+    before = {"memory_processed": 100e6, "memory_remaining": 400e6}
+    after = {"memory_processed": 300e6, "memory_remaining": 20e6}  # 200 MB in 0.2 s: 1 GB/s
+    left = seconds_left(before, after, 0.2)
+    assert left is not None and abs(left - 0.02) < 1e-9
+    assert poll_delay(5, 0.2, left) == 0.025  # not sooner than the first poll
+    assert (
+        poll_delay(5, 0.2, seconds_left(before, {**after, "memory_remaining": 100e6}, 0.2)) == 0.1
+    )
+    assert poll_delay(5, 0.2, 30.0) == 0.2  # a long way to go: the interval
+    assert seconds_left(after, after, 0.2) is None  # no rate seen: no estimate
