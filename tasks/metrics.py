@@ -54,8 +54,9 @@ class FleetCollector(Collector):
         states: dict[str, int] = {}
         for record in runtime().store.running():
             states[record.state] = states.get(record.state, 0) + 1
-        for raw in client.hvals(keys.queue()):  # queued and waiting: from their queue entries
-            state = json.loads(raw).get("state", "queued")
+        entries = [json.loads(v) for v in client.hvals(keys.queue())]
+        for entry in entries:  # queued and waiting: from their queue entries
+            state = entry.get("state", "queued")
             states[state] = states.get(state, 0) + 1
         by_state = GaugeMetricFamily(
             "vmigrate_migrations", "Migrations not yet ended, by state", labels=["state"]
@@ -66,7 +67,6 @@ class FleetCollector(Collector):
         queue = GaugeMetricFamily(
             "vmigrate_queue_depth", "Queued migrations, by queue state", labels=["state"]
         )
-        entries = [json.loads(v) for v in client.hvals(keys.queue())]
         for state in ("queued", "waiting"):
             queue.add_metric([state], sum(e.get("state") == state for e in entries))
         yield queue

@@ -207,10 +207,10 @@ def _mark(entries: list[QueueEntry], state: State, budget: int = MARK_PER_TICK) 
         return True
 
     changed = {r.id for r in runtime().store.update_many([e.id for e in chosen], change)}
-    for entry in chosen:
-        if entry.id in changed:
-            entry.state = state.value
-    enqueue(*(e for e in chosen if e.id in changed))
+    marked = [e for e in chosen if e.id in changed]
+    for entry in marked:
+        entry.state = state.value
+    enqueue(*marked)
     return budget - len(chosen)
 
 
@@ -222,7 +222,7 @@ def reclaim_slots() -> int:
     client = runtime().redis
     holders = slot_holders(client)
     ids = list(holders)
-    found = client.mget([keys.migration(i) for i in ids]) if ids else []
+    found = runtime().store.get_raw_many(ids)
     freed = 0
     for migration_id, raw in zip(ids, found, strict=True):
         if raw is None:
@@ -297,9 +297,9 @@ def tick(now: dt.datetime | None = None) -> dict[str, int]:
 
 
 def _expire(expired: list[tuple[QueueEntry, dict[str, str]]]) -> int:
-    for entry, error in expired:
-        record = _set_state(entry.id, State.EXPIRED, error)
-        dequeue([entry.id])
+    ended = [_set_state(entry.id, State.EXPIRED, error) for entry, error in expired]
+    dequeue([entry.id for entry, _ in expired])
+    for record in ended:
         if record is not None:
             finished(record)
     return len(expired)

@@ -116,9 +116,8 @@ class RecordStore:
         """Apply ``change`` to many records in three round trips, each by the same swap as
         ``update``; a record changed meanwhile (or refused by ``change``) is left as it is.
         Returns the records changed."""
-        found = self.redis.mget([keys.migration(i) for i in ids]) if ids else []
         candidates = []
-        for raw in found:
+        for raw in self.get_raw_many(ids):
             if raw is None:
                 continue
             record = MigrationRecord.from_json(text(raw))
@@ -169,20 +168,24 @@ class RecordStore:
                     yield record
 
     def get_raw_many(self, ids: list[str]) -> list[Any]:
+        """The stored JSON of each id, in order (None where there is no record), in one read."""
         return list(self.redis.mget([keys.migration(i) for i in ids])) if ids else []
 
     def _index_running(self, batch: int) -> None:
         """Rebuild ``running`` from ``active`` (every few minutes: records written by a version
-        that did not keep the set are found too)."""
+        that did not keep the set are found too), and drop ids whose record is gone."""
         ids = self.active_ids()
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             found = self.get_raw_many(chunk)
+            gone = [i for i, raw in zip(chunk, found, strict=True) if raw is None]
             admitted = [
                 i
                 for i, raw in zip(chunk, found, strict=True)
                 if raw is not None and MigrationRecord.from_json(text(raw)).admitted
             ]
+            if gone:
+                self.redis.srem(keys.active(), *gone)
             if admitted:
                 self.redis.sadd(keys.running(), *admitted)
         self.redis.set(keys.running_indexed(), "1", ex=REINDEX_SECONDS)
@@ -192,10 +195,7 @@ class RecordStore:
         return [text(i) for i in ids if isinstance(i, bytes | str)]
 
     def list(self, limit: int = 1000) -> list[MigrationRecord]:
-        ids = self.list_ids(limit)
-        if not ids:
-            return []
-        found = self.redis.mget([keys.migration(i) for i in ids])
+        found = self.get_raw_many(self.list_ids(limit))
         return [MigrationRecord.from_json(text(t)) for t in found if t]
 
 
