@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
+from pathlib import Path
 
 import redis
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def private_args(port: int, directory: Path, *extra: str) -> list[str]:
+    """A throwaway redis-server: loopback only, no persistence, files in ``directory``."""
+    return [
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(directory),
+        *extra,
+    ]
 
 
 def launch_redis(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import statistics
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -10,32 +9,17 @@ from pathlib import Path
 
 import redis
 
-from tests.redis_server import launch_redis
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.redis_server import free_port, launch_redis, private_args
 
 
 @contextmanager
 def private_redis(directory: Path) -> Iterator[int]:
     """A redis-server of our own on a free port, ended by its pid."""
     port = free_port()
-    args = [
-        "--port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--dir",
-        str(directory),
-    ]
-    proc = launch_redis(args, redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[]))
+    proc = launch_redis(
+        private_args(port, directory),
+        redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[]),
+    )
     try:
         yield port
     finally:

@@ -86,7 +86,7 @@ def _raw_once(xml: str, source, destination, port: int) -> dict[str, float]:
 
 
 def _raw(home: Path, memory: int, dirty: int) -> list[dict[str, float]]:
-    from tests.bench.common import free_port
+    from tests.redis_server import free_port
     from workers.drivers.qemu import cmdline, process, qmp
 
     name = f"raw-{memory}-{dirty}"

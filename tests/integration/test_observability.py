@@ -16,8 +16,9 @@ import pytest
 
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
-from tests.conftest import FAST_RECOVERY, HOME, REDIS_URL, free_port
+from tests.conftest import FAST_RECOVERY, HOME, REDIS_URL
 from tests.helpers import running_vm, wait_terminal
+from tests.redis_server import free_port
 from vmigrate.fleet import LocalFleet
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import FAST_RECOVERY, free_port
+from tests.conftest import FAST_RECOVERY
 from tests.helpers import vm_xml
-from tests.redis_server import launch_redis
+from tests.redis_server import free_port, launch_redis, private_args
 from vmigrate.fleet import LocalFleet
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl.example"
@@ -39,21 +39,7 @@ def acl_redis(tmp_path):
         socket_connect_timeout=0.5,
         retry_on_error=[],
     )
-    proc = launch_redis(
-        [
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--aclfile",
-            str(acl),
-            "--dir",
-            str(tmp_path),
-        ],
-        client,
-    )
+    proc = launch_redis(private_args(port, tmp_path, "--aclfile", str(acl)), client)
     try:
         yield port, client
     finally:

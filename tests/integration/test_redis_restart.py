@@ -19,9 +19,9 @@ import redis
 
 from tasks.registry import read_inventory
 from tasks.store import RecordStore
-from tests.conftest import FAST_RECOVERY, free_port, require_redis
+from tests.conftest import FAST_RECOVERY, require_redis
 from tests.helpers import vm_xml
-from tests.redis_server import launch_redis
+from tests.redis_server import free_port, launch_redis
 from vmigrate.fleet import LocalFleet
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "redis.conf"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.conftest import FAST_RECOVERY, free_port
+from tests.conftest import FAST_RECOVERY
 from tests.helpers import vm_xml
-from tests.redis_server import launch_redis
+from tests.redis_server import free_port, launch_redis
 from vmigrate.fleet import LocalFleet
 
 
