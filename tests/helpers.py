@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 from tasks.control import call_host
@@ -82,3 +86,40 @@ def max_in_flight(records) -> tuple[int, dict[str, int], dict[str, int]]:
         peak_out[r.source] = max(peak_out.get(r.source, 0), out[r.source])
         peak_in[r.destination] = max(peak_in.get(r.destination, 0), inn[r.destination])
     return peak, peak_out, peak_in
+
+
+def cli(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``vmigrate *args`` as a user runs it, against the broker and home of ``env``."""
+    full = {**os.environ, **env, "VMIGRATE_HOME": str(home)}
+    full.pop("VMIGRATE_CONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-m", "vmigrate.cli", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+
+def migrate_on_own_broker(env: dict[str, str], home: Path, client: Any, prefix: str) -> None:
+    """Two hosts and a dispatcher on the broker of ``env``: define a VM on the first and migrate
+    it live to the second through the CLI; every process is stopped, also on failure."""
+    from vmigrate.fleet import LocalFleet
+
+    source, destination, name = f"{prefix}-a", f"{prefix}-b", f"{prefix}vm"
+    fleet = LocalFleet(env, home)
+    try:
+        fleet.start_host(source)
+        fleet.start_host(destination)
+        fleet.start_dispatcher()
+        fleet.wait_ready(client, [source, destination])
+        xml = home / "vm.xml"
+        xml.write_text(vm_xml(name))
+        defined = cli(env, home, "define", source, str(xml), "--start")
+        assert defined.returncode == 0, defined.stderr
+        done = cli(
+            env, home, "migrate", name, "--from", source, "--to", destination, "--live", "--wait"
+        )
+        assert done.returncode == 0, done.stderr
+    finally:
+        fleet.stop_all()

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.conftest import FAST_RECOVERY
-from tests.helpers import vm_xml
+from tests.helpers import migrate_on_own_broker
 from tests.redis_server import free_port, launch_redis, private_args
-from vmigrate.fleet import LocalFleet
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl.example"
 PASSWORD = "s3cret-for-the-test-only-0123456789"
@@ -47,18 +43,6 @@ def acl_redis(tmp_path):
         proc.wait(10)
 
 
-def cli(env, home, *args):
-    full = {**os.environ, **env, "VMIGRATE_HOME": str(home)}
-    full.pop("VMIGRATE_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "vmigrate.cli", *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-
-
 def test_a_fleet_runs_as_the_acl_user_and_the_reader_cannot_write(acl_redis, tmp_path):
     port, client = acl_redis
     with pytest.raises(redis.AuthenticationError):
@@ -66,21 +50,7 @@ def test_a_fleet_runs_as_the_acl_user_and_the_reader_cannot_write(acl_redis, tmp
     url = f"redis://vmigrate:{PASSWORD}@127.0.0.1:{port}/0"
     env = {"VMIGRATE_BROKER_URL": url, **FAST_RECOVERY}
     home = tmp_path / "home"
-    fleet = LocalFleet(env, home)
-    try:
-        fleet.start_host("acl-a")
-        fleet.start_host("acl-b")
-        fleet.start_dispatcher()
-        fleet.wait_ready(client, ["acl-a", "acl-b"])
-        xml = tmp_path / "vm.xml"
-        xml.write_text(vm_xml("aclvm"))
-        assert cli(env, home, "define", "acl-a", str(xml), "--start").returncode == 0
-        done = cli(
-            env, home, "migrate", "aclvm", "--from", "acl-a", "--to", "acl-b", "--live", "--wait"
-        )
-        assert done.returncode == 0, done.stderr
-    finally:
-        fleet.stop_all()
+    migrate_on_own_broker(env, home, client, "acl")
     for log in (home / "logs").iterdir():
         assert "NOPERM" not in log.read_text(), log.name
 

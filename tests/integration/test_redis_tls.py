@@ -5,16 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import redis
 
 from tests.conftest import FAST_RECOVERY
-from tests.helpers import vm_xml
+from tests.helpers import migrate_on_own_broker
 from tests.redis_server import free_port, launch_redis
-from vmigrate.fleet import LocalFleet
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -128,28 +126,4 @@ def test_a_fleet_runs_over_verified_tls(tls_redis, tmp_path):
         ).ping()  # no CA: the server is not trusted
     url = f"rediss://127.0.0.1:{port}/0?ssl_cert_reqs=required&ssl_ca_certs={ca}"
     env = {"VMIGRATE_BROKER_URL": url, **FAST_RECOVERY}
-    home = tmp_path / "home"
-    fleet = LocalFleet(env, home)
-    try:
-        fleet.start_host("tls-a")
-        fleet.start_host("tls-b")
-        fleet.start_dispatcher()
-        fleet.wait_ready(client, ["tls-a", "tls-b"])
-        xml = tmp_path / "vm.xml"
-        xml.write_text(vm_xml("tlsvm"))
-        full = {**os.environ, **env, "VMIGRATE_HOME": str(home)}
-        full.pop("VMIGRATE_CONFIG", None)
-        for args in (
-            ["define", "tls-a", str(xml), "--start"],
-            ["migrate", "tlsvm", "--from", "tls-a", "--to", "tls-b", "--live", "--wait"],
-        ):
-            done = subprocess.run(
-                [sys.executable, "-m", "vmigrate.cli", *args],
-                env=full,
-                capture_output=True,
-                text=True,
-                timeout=90,
-            )
-            assert done.returncode == 0, done.stderr
-    finally:
-        fleet.stop_all()
+    migrate_on_own_broker(env, tmp_path / "home", client, "tls")
