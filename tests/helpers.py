@@ -88,7 +88,9 @@ def max_in_flight(records) -> tuple[int, dict[str, int], dict[str, int]]:
     return peak, peak_out, peak_in
 
 
-def cli(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def cli(
+    env: dict[str, str], home: Path, *args: str, timeout: float = 90
+) -> subprocess.CompletedProcess[str]:
     """``vmigrate *args`` as a user runs it, against the broker and home of ``env``."""
     full = {**os.environ, **env, "VMIGRATE_HOME": str(home)}
     full.pop("VMIGRATE_CONFIG", None)
@@ -97,7 +99,7 @@ def cli(env: dict[str, str], home: Path, *args: str) -> subprocess.CompletedProc
         env=full,
         capture_output=True,
         text=True,
-        timeout=90,
+        timeout=timeout,
     )
 
 

@@ -7,10 +7,8 @@ any migration whose in-flight message the restart lost.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import redis
 from tasks.registry import read_inventory
 from tasks.store import RecordStore
 from tests.conftest import FAST_RECOVERY, require_redis
-from tests.helpers import vm_xml
+from tests.helpers import cli, vm_xml
 from tests.redis_server import free_port, launch_redis
 from vmigrate.fleet import LocalFleet
 
@@ -61,13 +59,14 @@ def test_queued_and_running_migrations_survive_a_redis_restart(persistent_redis,
         fleet.wait_ready(client, ["ra", "rb"])
         pids = {name: p.pid for name, p in fleet.processes.items()}
         run = [
-            vmigrate_cli(
+            cli(
                 env,
                 home,
                 "define",
                 "ra",
                 xml_file(tmp_path, f"vm{i}", 2048 if i == 0 else 256),
                 "--start",
+                timeout=60,
             )
             for i in range(4)
         ]
@@ -102,21 +101,9 @@ def xml_file(tmp_path: Path, name: str, memory: int) -> str:
     return str(path)
 
 
-def vmigrate_cli(env, home, *args):
-    full = {**os.environ, **env, "VMIGRATE_HOME": str(home)}
-    full.pop("VMIGRATE_CONFIG")
-    return subprocess.run(
-        [sys.executable, "-m", "vmigrate.cli", *args],
-        env=full,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-
-
 def submit_cli(env, home, name, extra):
-    result = vmigrate_cli(
-        env, home, "migrate", name, "--from", "ra", "--to", "rb", "--live", *extra
+    result = cli(
+        env, home, "migrate", name, "--from", "ra", "--to", "rb", "--live", *extra, timeout=60
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
