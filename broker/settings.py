@@ -85,6 +85,7 @@ ENV_OVERRIDES: dict[str, str] = {
     "VMIGRATE_HEARTBEAT_INTERVAL": "heartbeat_interval",
     "VMIGRATE_HOST_TTL": "host_ttl",
     "VMIGRATE_POLL_INTERVAL": "poll_interval",
+    "VMIGRATE_WORKER_CONCURRENCY": "worker_concurrency",
     "VMIGRATE_PHASE_TIMEOUT": "phase_timeout",
     "VMIGRATE_POLL_STALE_AFTER": "poll_stale_after",
     "VMIGRATE_HOST_DEAD_AFTER": "host_dead_after",

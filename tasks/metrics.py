@@ -40,6 +40,11 @@ ADMISSION_WAIT = Histogram(
     "Time from submission to admission",
     buckets=(0.01, 0.1, 1, 10, 60, 600, 3600, 86400),
 )
+IGNORED = Counter(
+    "vmigrate_phase_messages_ignored_total",
+    "Phase messages that changed nothing: stale (not the step in flight), duplicate, wrong host",
+    ["reason"],
+)
 REFUSED = Counter("vmigrate_refused_messages_total", "Messages refused as unauthentic", ["task"])
 
 

@@ -1,7 +1,8 @@
 """Running one phase on its host: claim it on the record, call the driver, hand over the result.
 
-Each phase is fenced: the message names (migration, attempt, seq); the host claims the step on the
-record with a compare-and-set before acting, so a second copy of the message does nothing. The
+Each phase is fenced (tasks/fencing.py): the message names (migration, attempt, seq, phase,
+cancelled); the host claims the step on the record with a compare-and-set before acting, so a stale
+message or a second copy does nothing. The
 driver's phase methods are themselves idempotent per migration id, so a message redelivered after a
 crash mid-phase may safely run the phase again.
 """
@@ -13,8 +14,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tasks import flow, metrics
+from tasks import fencing, flow, metrics
 from tasks.crashpoints import maybe_crash
+from tasks.fencing import Verdict
 from tasks.hostside import HostContext, current_host, job_for
 from tasks.protocol import Phase
 from tasks.publish import finished, publish_poll, publish_step, seconds_left
@@ -25,39 +27,37 @@ from workers.drivers.base import DriverError, MigrationJob, TransferStatus
 log = logging.getLogger(__name__)
 
 
-def _matches(record: MigrationRecord, message: dict[str, Any], *statuses: str) -> bool:
-    step = record.step
-    return (
-        step is not None
-        and record.attempt == message["attempt"]
-        and step.seq == message["seq"]
-        and step.status in statuses
-    )
-
-
 def _claim(
-    record: MigrationRecord, message: dict[str, Any], host: str, redelivered: bool
+    record: MigrationRecord, message: dict[str, Any], host: str, retry: bool, seen: list[Verdict]
 ) -> bool | None:
-    if _matches(record, message, "sent"):
+    """Open the step on ``record`` if the message may act; ``seen`` gets the verdict."""
+    verdict = fencing.claim(record, message, host, retry)
+    seen.append(verdict)
+    if verdict == Verdict.CLAIM:
         flow.open_phase(record, host)
-        return True
-    retry = redelivered or message.get("retry", False)
-    if retry and _matches(record, message, "running") and record.phases[-1].host == host:
+    elif verdict == Verdict.RERUN:
         assert record.step is not None
         record.step.touched = time.time()
-        return True  # our own earlier copy died mid-phase: run it again (the driver is idempotent)
-    return None
+    return True if verdict.acts else None
+
+
+def _ignored(message: dict[str, Any], verdict: Verdict) -> str:
+    """Count and log a phase message that changed nothing, by why."""
+    metrics.IGNORED.labels(verdict.value).inc()
+    log.info("ignoring %s phase message %s", verdict.value, message)
+    return "ignored"
 
 
 def run_phase(message: dict[str, Any], redelivered: bool = False, queue: str = "") -> str:
     """Entry point of the phase task on a host. Returns what happened, for logs and tests."""
     ctx = current_host(queue)
+    retry = redelivered or bool(message.get("retry", False))
+    seen: list[Verdict] = []
     claimed = runtime().store.update(
-        message["migration"], lambda r: _claim(r, message, ctx.host, redelivered)
+        message["migration"], lambda r: _claim(r, message, ctx.host, retry, seen)
     )
-    if claimed is None:
-        log.info("ignoring stale or duplicate phase message %s", message)
-        return "ignored"
+    if claimed is None:  # the verdict on the record as last read (none: no such record)
+        return _ignored(message, seen[-1] if seen else Verdict.UNKNOWN)
     record = claimed[0]
     written = record.to_json()  # what the record holds now, unless someone changes it meanwhile
     phase = Phase(message["phase"])
@@ -115,7 +115,7 @@ def _start_polling(
     record: MigrationRecord, message: dict[str, Any], host: str, written: str
 ) -> None:
     def mark(r: MigrationRecord) -> bool | None:
-        if not _matches(r, message, "running"):
+        if not fencing.matches(r, message, "running"):
             return None
         assert r.step is not None
         r.step.status, r.step.poll, r.step.touched = "polling", 0, time.time()
@@ -126,20 +126,11 @@ def _start_polling(
         publish_poll(marked[0], host)
 
 
-def _this_poll(record: MigrationRecord | None, message: dict[str, Any]) -> bool:
-    return (
-        record is not None
-        and _matches(record, message, "polling")
-        and record.step is not None
-        and record.step.poll == message["poll"]
-    )
-
-
 def run_poll(message: dict[str, Any], queue: str = "") -> str:
     """Poll an outgoing transfer once; republish the poll, or complete Perform."""
     ctx = current_host(queue)
     record = runtime().store.get(message["migration"])
-    if record is None or not _this_poll(record, message):
+    if record is None or not fencing.poll_matches(record, message):
         return "ignored"
     job = job_for(record, Phase.PERFORM)
     maybe_crash("poll")
@@ -150,7 +141,7 @@ def run_poll(message: dict[str, Any], queue: str = "") -> str:
     if outcome is None:
 
         def bump(r: MigrationRecord) -> float | None:
-            if not _this_poll(r, message) or r.step is None:
+            if not fencing.poll_matches(r, message) or r.step is None:
                 return None
             now = time.time()
             left = seconds_left(r.progress, status.progress, now - r.step.touched)
@@ -191,7 +182,7 @@ def complete(
     """Apply a phase outcome to the record and publish whatever comes next."""
 
     def apply(r: MigrationRecord) -> tuple[Any] | None:
-        if r.step is None or r.step.seq != seq or r.step.status not in ("running", "polling"):
+        if not fencing.completes(r, seq):
             return None
         return (flow.advance(r, outcome),)
 

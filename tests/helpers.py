@@ -7,8 +7,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tasks.control import call_host
 from tasks.record import MigrationRecord
@@ -37,6 +38,21 @@ def running_vm(host: str, name: str | None = None, **xml: Any) -> dict[str, Any]
     call_host(host, "define", {"xml": vm_xml(name, **xml)})
     info: dict[str, Any] = call_host(host, "start", {"name": name})
     return info
+
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], what: str, timeout: float = 30.0, every: float = 0.02) -> T:
+    """Poll ``check`` until it returns something true, and return that; fail saying ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = check()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not seen within {timeout} s: {what}")
+        time.sleep(every)
 
 
 def wait_terminal(migration_id: str, timeout: float = 60.0) -> MigrationRecord:

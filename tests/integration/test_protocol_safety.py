@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.request
 
 import pytest
 
@@ -13,8 +15,18 @@ from tasks.errors import Refused
 from tasks.publish import PHASE_TASK, POLL_TASK, START_TASK, send
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
-from tests.conftest import TWIN_UUID
-from tests.helpers import domain_on, live_copies, migrate, running_vm, unique, wait_terminal
+from tests.conftest import FAST_RECOVERY, HOME, REDIS_URL, TWIN_UUID
+from tests.helpers import (
+    domain_on,
+    live_copies,
+    migrate,
+    running_vm,
+    unique,
+    wait_terminal,
+    wait_until,
+)
+from tests.redis_server import free_port
+from vmigrate.fleet import LocalFleet
 
 
 @pytest.fixture
@@ -124,3 +136,90 @@ def test_second_migration_of_a_busy_domain_is_refused_at_once(fleet):
     assert first.id in refused.value.message
     assert wait_terminal(first.id).state == "completed"
     assert domain_on("pxa", vm["name"]) is None
+
+
+@pytest.fixture(scope="module")
+def held_host(fleet):
+    """A destination host with one worker thread, so it handles its queue strictly in order, and
+    its metrics served; the test holds its queue by cancelling its consumer (remote control)."""
+    port = free_port()
+    local = LocalFleet(
+        {"VMIGRATE_BROKER_URL": REDIS_URL, **FAST_RECOVERY, "VMIGRATE_WORKER_CONCURRENCY": "1"},
+        HOME,
+    )
+    local.start_host("fence", "--metrics-port", str(port))
+    try:
+        local.wait_ready(runtime().redis, ["fence"])
+        yield "fence", port
+    finally:
+        local.stop_all()
+
+
+@pytest.fixture
+def stale_source_registration(fleet):
+    """p2a speaks v1 and v2, but its registration claims v3 too: Begin3 is refused on the host."""
+    client = runtime().redis
+    original = client.get(keys.host_info("p2a"))
+    client.set(keys.host_info("p2a"), json.dumps({**json.loads(original), "protocols": [1, 2, 3]}))
+    yield
+    client.set(keys.host_info("p2a"), original)
+
+
+def ignored_counts(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    found = re.findall(
+        r'^vmigrate_phase_messages_ignored_total\{reason="([a-z-]+)"\} (\S+)', text, re.M
+    )
+    return {reason: float(value) for reason, value in found}
+
+
+def test_stale_messages_do_nothing_while_a_step_of_that_name_is_sent(
+    held_host, stale_source_registration
+):
+    """A v2 migration after a fallback from v3 (Begin3 refused on p2a). While its Perform runs, the
+    destination stops consuming; messages that are not the Finish about to be sent reach it
+    first, and are judged while that Finish is `sent`: the compensating Finish of the same token
+    (obeyed, it would discard the VM the source already handed over), Prepare with Finish's token,
+    and Finish of an earlier attempt and of an earlier step. Only fencing stops them."""
+    host, port = held_host
+    queue, node = host_queue(host), [f"{host}@vmigrate"]
+    control = runtime().app.control
+    vm = running_vm("p2a", memory_mib=1024)
+    # 1024 MiB at 256 MiB/s: Perform lasts about 4 s. Seqs: begin 1 (attempt 1, refused), then
+    # attempt 2: dumpxml 2, prepare 3, perform 4, finish 5.
+    record = submit(MigrationRequest(vm["name"], "p2a", host, flags=["live"], bandwidth=256))
+
+    def step_is(phase, status):
+        r = runtime().store.get(record.id)
+        return r if r.step and (r.step.phase, r.step.status) == (phase, status) else None
+
+    wait_until(lambda: step_is("perform", "polling"), "Perform in progress")
+    replies = control.cancel_consumer(queue, destination=node, reply=True, timeout=10)
+    assert replies and "ok" in next(iter(replies[0].values())), replies
+    stale = [
+        {"attempt": 2, "seq": 5, "phase": "finish", "cancelled": True},
+        {"attempt": 2, "seq": 5, "phase": "prepare", "cancelled": False},
+        {"attempt": 1, "seq": 5, "phase": "finish", "cancelled": False},
+        {"attempt": 2, "seq": 3, "phase": "finish", "cancelled": False},
+    ]
+    for token in stale:
+        send(PHASE_TASK, [{"migration": record.id, **token}], queue)
+    before = ignored_counts(port).get("stale", 0.0)
+
+    held = wait_until(lambda: step_is("finish", "sent"), "Finish sent", timeout=60)
+    assert (held.attempt, held.step.seq, held.protocol) == (2, 5, 2)
+    assert runtime().redis.llen(queue) == len(stale) + 1  # the real Finish waits behind them
+    replies = control.add_consumer(queue, destination=node, reply=True, timeout=10)
+    assert replies, "the held host did not resume consuming"
+    final = wait_terminal(record.id)
+
+    assert final.state == "completed", final.error
+    assert [(p.name, p.host, p.version, p.cancelled, p.outcome) for p in final.phases] == [
+        ("begin", "p2a", 3, False, "failed"),
+        ("dumpxml", "p2a", 2, False, "ok"),
+        ("prepare", host, 2, False, "ok"),
+        ("perform", "p2a", 2, False, "ok"),
+        ("finish", host, 2, False, "ok"),
+    ]
+    assert ignored_counts(port).get("stale", 0.0) - before == len(stale)
+    assert live_copies(vm["uuid"]) == [(host, vm["name"], "running")]
