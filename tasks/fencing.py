@@ -66,7 +66,7 @@ def claim(
     if stale(record, message):
         return Verdict.STALE
     assert record.step is not None
-    if flow.host_of(record, Step(Phase(record.step.phase), record.step.cancelled)) != host:
+    if flow.host_of(record, Step(Phase(record.step.phase))) != host:  # its side: by phase
         return Verdict.WRONG_HOST
     if record.step.status == "sent":
         return Verdict.CLAIM

@@ -37,12 +37,15 @@ class HostInfo:
         return asdict(self)
 
 
-def register(client: Client, info: HostInfo, ttl: float) -> None:
+def register(client: Client, info: HostInfo, ttl: float, alive: bool = True) -> None:
+    """Write the host's registration; ``alive`` also marks it alive now (a worker marks itself
+    alive only once its consumer listens, with its first heartbeat)."""
     data = {k: v for k, v in info.as_dict().items() if k not in ("alive", "drained")}
     with client.pipeline() as pipe:
         pipe.set(keys.host_info(info.name), json.dumps(data))
         pipe.sadd(keys.hosts(), info.name)
-        pipe.set(keys.host_alive(info.name), now_iso(), px=int(ttl * 1000))
+        if alive:
+            pipe.set(keys.host_alive(info.name), now_iso(), px=int(ttl * 1000))
         pipe.set(keys.host_last_seen(info.name), str(time.time()))
         pipe.execute()
 

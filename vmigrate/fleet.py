@@ -61,7 +61,8 @@ class LocalFleet:
         return self._spawn(name, ["dispatcher"])
 
     def wait_ready(self, client: Client, hosts: list[str], timeout: float = 60.0) -> None:
-        """Wait until every host is registered alive and its Celery consumer listens."""
+        """Wait until every host is alive: a worker marks its hosts alive once its consumer
+        listens (see workers/host.py)."""
         from broker import keys  # noqa: PLC0415
 
         deadline = time.monotonic() + timeout
@@ -74,7 +75,6 @@ class LocalFleet:
             time.sleep(0.1)
         if pending:
             raise TimeoutError(f"hosts not ready after {timeout} s: {sorted(pending)}")
-        time.sleep(0.5)  # registration precedes the consumer by a moment
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         proc = self.processes.pop(name, None)

@@ -92,6 +92,25 @@ def _heartbeat_loop(hosts: list[str], interval: float, ttl: float, stop: threadi
             log.warning("heartbeat of %s failed", ", ".join(hosts[:3]), exc_info=True)
 
 
+def _beat_once_consuming(
+    hosts: list[str], interval: float, ttl: float, stop: threading.Event
+) -> None:
+    """The hosts show alive from the moment their queues are consumed (Celery's worker_ready),
+    not before: a host the registry shows alive acts on what it is sent."""
+    from celery.signals import worker_ready  # noqa: PLC0415
+
+    from tasks.registry import heartbeat  # noqa: PLC0415
+    from tasks.runtime import runtime  # noqa: PLC0415
+
+    def consuming(**_: object) -> None:
+        heartbeat(runtime().redis, hosts, ttl)
+        beat = threading.Thread(target=_heartbeat_loop, args=(hosts, interval, ttl, stop))
+        beat.daemon = True
+        beat.start()
+
+    worker_ready.connect(consuming, weak=False)
+
+
 def check_options(options: HostOptions) -> None:
     if not options.hosts:
         raise SystemExit("name at least one host (--host)")
@@ -136,16 +155,11 @@ def run_host_worker(options: HostOptions, home: Path) -> None:
             vcpus=caps.vcpus,
             host_uuid=driver.host_uuid,
         )
-        register(rt.redis, info, rt.settings.host_ttl)
+        register(rt.redis, info, rt.settings.host_ttl, alive=False)
         reconcile(context)
     hosts = list(options.hosts)
     stop = threading.Event()
-    beat = threading.Thread(
-        target=_heartbeat_loop,
-        args=(hosts, rt.settings.heartbeat_interval, rt.settings.host_ttl, stop),
-        daemon=True,
-    )
-    beat.start()
+    _beat_once_consuming(hosts, rt.settings.heartbeat_interval, rt.settings.host_ttl, stop)
     node = hosts[0] if len(hosts) == 1 else f"{hosts[0]}-and-{len(hosts) - 1}-more"
     try:
         run_celery_worker(

@@ -9,16 +9,17 @@ from pathlib import Path
 
 import redis
 
-from tests.redis_server import free_port, launch_redis, private_args
+from tests.redis_server import launch_redis, on_free_port, private_args
 
 
 @contextmanager
 def private_redis(directory: Path) -> Iterator[int]:
     """A redis-server of our own on a free port, ended by its pid."""
-    port = free_port()
-    proc = launch_redis(
-        private_args(port, directory),
-        redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[]),
+    port, proc = on_free_port(
+        lambda port: launch_redis(
+            private_args(port, directory),
+            redis.Redis(port=port, socket_connect_timeout=0.5, retry_on_error=[]),
+        )
     )
     try:
         yield port

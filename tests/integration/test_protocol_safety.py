@@ -194,6 +194,7 @@ def test_stale_messages_do_nothing_while_a_step_of_that_name_is_sent(
         return r if r.step and (r.step.phase, r.step.status) == (phase, status) else None
 
     wait_until(lambda: step_is("perform", "polling"), "Perform in progress")
+    before = ignored_counts(port).get("stale", 0.0)
     replies = control.cancel_consumer(queue, destination=node, reply=True, timeout=10)
     assert replies and "ok" in next(iter(replies[0].values())), replies
     stale = [
@@ -204,11 +205,11 @@ def test_stale_messages_do_nothing_while_a_step_of_that_name_is_sent(
     ]
     for token in stale:
         send(PHASE_TASK, [{"migration": record.id, **token}], queue)
-    before = ignored_counts(port).get("stale", 0.0)
 
     held = wait_until(lambda: step_is("finish", "sent"), "Finish sent", timeout=60)
     assert (held.attempt, held.step.seq, held.protocol) == (2, 5, 2)
-    assert runtime().redis.llen(queue) == len(stale) + 1  # the real Finish waits behind them
+    # The real Finish waits behind them (a message that met the cancelled consumer is requeued).
+    wait_until(lambda: runtime().redis.llen(queue) == len(stale) + 1, "all five messages queued")
     replies = control.add_consumer(queue, destination=node, reply=True, timeout=10)
     assert replies, "the held host did not resume consuming"
     final = wait_terminal(record.id)

@@ -9,7 +9,7 @@ import redis
 
 from tests.conftest import FAST_RECOVERY
 from tests.helpers import migrate_on_own_broker
-from tests.redis_server import free_port, launch_redis, private_args
+from tests.redis_server import launch_redis, on_free_port, private_args
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl.example"
 PASSWORD = "s3cret-for-the-test-only-0123456789"
@@ -26,16 +26,19 @@ def acl_redis(tmp_path):
         )
         + "\n"
     )
-    port = free_port()
-    client = redis.Redis(
-        port=port,
-        username="vmigrate",
-        password=PASSWORD,
-        decode_responses=True,
-        socket_connect_timeout=0.5,
-        retry_on_error=[],
-    )
-    proc = launch_redis(private_args(port, tmp_path, "--aclfile", str(acl)), client)
+
+    def start(port):
+        client = redis.Redis(
+            port=port,
+            username="vmigrate",
+            password=PASSWORD,
+            decode_responses=True,
+            socket_connect_timeout=0.5,
+            retry_on_error=[],
+        )
+        return launch_redis(private_args(port, tmp_path, "--aclfile", str(acl)), client), client
+
+    port, (proc, client) = on_free_port(start)
     try:
         yield port, client
     finally:

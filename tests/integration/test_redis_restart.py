@@ -19,7 +19,7 @@ from tasks.registry import read_inventory
 from tasks.store import RecordStore
 from tests.conftest import FAST_RECOVERY, require_redis
 from tests.helpers import cli, vm_xml
-from tests.redis_server import free_port, launch_redis
+from tests.redis_server import launch_redis, on_free_port
 from vmigrate.fleet import LocalFleet
 
 CONF = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "redis.conf"
@@ -33,8 +33,8 @@ def start_redis(port: int, directory: Path) -> subprocess.Popen[bytes]:
 @pytest.fixture
 def persistent_redis(tmp_path):
     require_redis()
-    port = free_port()
-    procs = [start_redis(port, tmp_path)]
+    port, first = on_free_port(lambda port: start_redis(port, tmp_path))
+    procs = [first]
     try:
         yield port, tmp_path, procs
     finally:

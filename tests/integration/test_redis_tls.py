@@ -12,7 +12,7 @@ import redis
 
 from tests.conftest import FAST_RECOVERY
 from tests.helpers import migrate_on_own_broker
-from tests.redis_server import free_port, launch_redis
+from tests.redis_server import launch_redis, on_free_port
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
@@ -76,37 +76,40 @@ def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
 @pytest.fixture
 def tls_redis(tmp_path):
     ca, cert, key = make_certificates(tmp_path)
-    port = free_port()
-    client = redis.Redis(
-        port=port,
-        ssl=True,
-        ssl_ca_certs=str(ca),
-        ssl_cert_reqs="required",
-        decode_responses=True,
-        socket_connect_timeout=0.5,
-        retry_on_error=[],
-    )
-    args = [
-        "--port",
-        "0",
-        "--tls-port",
-        str(port),
-        "--bind",
-        "127.0.0.1",
-        "--tls-cert-file",
-        str(cert),
-        "--tls-key-file",
-        str(key),
-        "--tls-ca-cert-file",
-        str(ca),
-        "--tls-auth-clients",
-        "no",
-        "--save",
-        "",
-        "--dir",
-        str(tmp_path),
-    ]
-    proc = launch_redis(args, client)
+
+    def start(port):
+        client = redis.Redis(
+            port=port,
+            ssl=True,
+            ssl_ca_certs=str(ca),
+            ssl_cert_reqs="required",
+            decode_responses=True,
+            socket_connect_timeout=0.5,
+            retry_on_error=[],
+        )
+        args = [
+            "--port",
+            "0",
+            "--tls-port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--tls-cert-file",
+            str(cert),
+            "--tls-key-file",
+            str(key),
+            "--tls-ca-cert-file",
+            str(ca),
+            "--tls-auth-clients",
+            "no",
+            "--save",
+            "",
+            "--dir",
+            str(tmp_path),
+        ]
+        return launch_redis(args, client), client
+
+    port, (proc, client) = on_free_port(start)
     try:
         yield port, ca, client
     finally:
