@@ -9,7 +9,7 @@ $(STAMP): pyproject.toml
 	$(VENV)/bin/pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench mutation random-order
 setup: $(STAMP)
 
 demo: $(STAMP)
@@ -25,3 +25,21 @@ test: lint
 
 bench: $(STAMP)
 	$(VENV)/bin/python -m tests.bench
+
+# Checks of the suite itself (docs/testing.md); not part of `make test` or CI's default run.
+SUITE_CHECKS := $(VENV)/.suite-checks-stamp
+$(SUITE_CHECKS): $(STAMP)
+	$(VENV)/bin/pip install --quiet -e '.[test,suite-checks]'
+	touch $(SUITE_CHECKS)
+
+mutation: $(SUITE_CHECKS)
+	rm -rf mutants
+	$(VENV)/bin/mutmut run > mutmut-run.log 2>&1 || (tail -20 mutmut-run.log; exit 1)
+	$(VENV)/bin/mutmut results --all true | sed 's/__mutmut_[0-9]*//; s/\.x[_ǁ].*:/:/' \
+		| sort | uniq -c
+	$(VENV)/bin/mutmut results
+
+SEEDS ?= 1 2 3
+random-order: $(SUITE_CHECKS)
+	for seed in $(SEEDS); do $(VENV)/bin/pytest -p randomly -p no:cacheprovider \
+		--randomly-seed=$$seed || exit 1; done

@@ -125,7 +125,7 @@ def take_slots(
         keys.slots(),
         keys.queue(),
         json.dumps(asdict(limits)),
-        json.dumps(payload) if payload else "[]",
+        json.dumps(payload),
         "1" if only_if_queue_empty else "0",
     )
     return [text(a) for a in admitted or []]
@@ -142,4 +142,4 @@ def slot_holders(client: Client) -> dict[str, dict[str, object]]:
 def epoch(iso: str | None) -> float:
     if not iso:
         return 0.0
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    return dt.datetime.fromisoformat(iso).timestamp()  # 3.11 reads a trailing Z

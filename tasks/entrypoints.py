@@ -100,10 +100,12 @@ def tick(self: Task) -> dict[str, int] | None:
 @app.task(name=SUBMIT_TASK, bind=True)
 @authentic
 def submit(self: Task, request: dict[str, Any]) -> dict[str, Any]:
-    """For other applications: submit a migration. Refusals are logged, never retried."""
+    """For other applications: submit a migration. A refusal is logged, never retried, and kept
+    under the request's id (a ``failed`` record with the refusal's code) for the sender to read."""
     try:
         record = submission.submit(submission.MigrationRequest.from_dict(request))
     except Refused as exc:
         log.warning("refused migration request: %s", exc.message)
+        submission.record_refusal(request, exc)
         return {"error": exc.as_dict()}
     return {"id": record.id}

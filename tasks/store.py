@@ -9,17 +9,32 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import re
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 from broker import keys
 from broker.connection import Client, text
+from tasks.errors import Refused
 from tasks.record import MigrationRecord
 
 T = TypeVar("T")
 
 
 EVENTS_MAXLEN = 100_000
+_STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
+
+
+def check_stream_id(value: str) -> str:
+    """An events stream id to read after (``0``, ``1764…-0``); refuses anything else clearly."""
+    if not _STREAM_ID.fullmatch(value):
+        raise Refused(
+            "INVALID_SINCE",
+            f"{value!r} is not an events stream id: give 0, or an id such as 1764580000000-0",
+        )
+    return value
+
+
 REINDEX_SECONDS = 300
 
 

@@ -233,6 +233,29 @@ def submit(request: MigrationRequest) -> MigrationRecord:
     return runtime().store.get(record.id) or record
 
 
+def record_refusal(data: Any, refused: Refused) -> MigrationRecord | None:
+    """A request that came through the broker has nobody to hear its refusal: keep it under the
+    id the application chose, as a migration that ended ``failed`` with the refusal's code and ran
+    nothing. Without a usable id, or when the id is taken, there is nothing to write."""
+    if not isinstance(data, dict) or refused.code in ("DUPLICATE_ID", "INVALID_ID"):
+        return None
+    names = [data.get(k) for k in ("id", "domain", "source", "destination")]
+    if not all(isinstance(n, str) and n for n in names):
+        return None
+    migration_id, domain, source, destination = (str(n) for n in names)
+    if not set(migration_id) <= ID_CHARS or len(migration_id) > 64:
+        return None
+    record = MigrationRecord(
+        id=migration_id,
+        domain=domain[:256],
+        source=source[:256],
+        destination=destination[:256],
+        state=State.FAILED.value,
+        error=refused.as_dict(),
+    )
+    return record if runtime().store.create(record) else None
+
+
 def _take_guard(record: MigrationRecord) -> None:
     """One migration per domain at a time, across the whole fleet."""
     client = runtime().redis

@@ -1,8 +1,9 @@
 """Shared fixtures: a Redis database of our own and a fleet of real worker processes.
 
-Integration tests talk to the machine's Redis (127.0.0.1:6379, database ``VMIGRATE_TEST_DB``,
-default 11), through real Celery workers started as subprocesses, one per host. Every process is
-ended by its pid when the session ends, even on failure. In CI (CI=true) a missing Redis fails.
+Integration tests talk to the machine's Redis (127.0.0.1:6379, database ``VMIGRATE_TEST_DB``, or
+one this run leases so that two runs at once never share one), through real Celery workers started
+as subprocesses, one per host. Every process is ended by its pid when the session ends, even on
+failure. In CI (CI=true or CI=1) a missing Redis fails.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.redis_server import free_port
+from tests.environment import IN_CI, claim_database, release_lease, renew_lease
+from tests.redis_server import PortLost, on_free_port
 
-TEST_DB = int(os.environ.get("VMIGRATE_TEST_DB", "11"))
+TEST_DB = int(os.environ.get("VMIGRATE_TEST_DB") or claim_database() or 11)
 REDIS_URL = os.environ.get("VMIGRATE_TEST_REDIS", f"redis://127.0.0.1:6379/{TEST_DB}")
 HOME = Path(tempfile.mkdtemp(prefix="vmigrate-test-"))
 
@@ -30,13 +32,7 @@ HOME = Path(tempfile.mkdtemp(prefix="vmigrate-test-"))
 _CLOSED_DAY = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")[
     (dt.datetime.now(dt.UTC).weekday() + 2) % 7
 ]
-CONFIG = HOME / "vmigrate.toml"
-CONFIG.write_text(f"""
-[limits]
-outbound_per_host = 2
-inbound_per_host = 2
-fleet = 5
-
+CLOSED_AND_ALWAYS = f"""
 [windows.closed]
 timezone = "UTC"
 ranges = ["{_CLOSED_DAY} 12:00-12:01"]
@@ -44,7 +40,14 @@ ranges = ["{_CLOSED_DAY} 12:00-12:01"]
 [windows.always]
 timezone = "UTC"
 ranges = ["Mon-Sun 00:00-24:00"]
-
+"""
+CONFIG = HOME / "vmigrate.toml"
+CONFIG.write_text(f"""
+[limits]
+outbound_per_host = 2
+inbound_per_host = 2
+fleet = 5
+{CLOSED_AND_ALWAYS}
 [windows.nights]
 timezone = "Europe/Paris"
 ranges = ["Mon-Fri 22:00-06:00", "Sat-Sun 00:00-24:00"]
@@ -89,7 +92,7 @@ def require_redis() -> None:
     if redis_available():
         return
     message = f"Redis is not reachable at {REDIS_URL}"
-    if os.environ.get("CI") == "true":
+    if IN_CI:
         pytest.fail(message + " (in CI a missing dependency is a failure)")
     pytest.skip(message)
 
@@ -99,8 +102,10 @@ def redis_client() -> Iterator[redis.Redis]:
     require_redis()
     client = redis.Redis.from_url(REDIS_URL, decode_responses=True)
     client.flushdb()
+    renew_lease(client)
     yield client
     client.flushdb()
+    release_lease(client)
 
 
 @pytest.fixture(scope="session")
@@ -126,26 +131,38 @@ def fleet(redis_client: redis.Redis) -> Iterator[object]:
         local.stop_all()
 
 
+def _start_api(port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``vmigrate api`` on ``port``, returned once it answers; ``PortLost`` if it lost the port."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "vmigrate.cli", "api", "--port", str(port)],
+            env=os.environ.copy(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                said = log.read_text(errors="replace")
+                if "address already in use" in said.lower():
+                    raise PortLost(said) from None
+                raise AssertionError(f"vmigrate api exited: {said}") from None
+            time.sleep(0.1)
+    proc.kill()
+    proc.wait(10)
+    raise AssertionError("vmigrate api did not answer within 30 s")
+
+
 @pytest.fixture(scope="module")
 def api(fleet: object) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vmigrate.cli", "api", "--port", str(port)],
-        env=os.environ.copy(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
+    log = HOME / "logs" / "api.log"
+    port, proc = on_free_port(lambda port: _start_api(port, log))
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(base + "/healthz", timeout=1)
-                break
-            except OSError:
-                assert proc.poll() is None, proc.stdout.read().decode()
-                time.sleep(0.1)
-        yield base
+        yield f"http://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:

@@ -87,9 +87,10 @@ def api(args: argparse.Namespace) -> int:
 
 def events(args: argparse.Namespace) -> int:
     from broker import keys  # noqa: PLC0415
+    from tasks.store import check_stream_id  # noqa: PLC0415
 
+    last = check_stream_id(args.since)
     client = connect().redis
-    last = args.since
     while True:
         block = 1000 if args.follow else None
         answer = client.xread({keys.events(): last}, count=1000, block=block)

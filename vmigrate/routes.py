@@ -11,6 +11,7 @@ from tasks.cancel import request_cancel
 from tasks.errors import VMigrateError
 from tasks.registry import list_hosts
 from tasks.runtime import runtime
+from tasks.store import check_stream_id
 from tasks.submission import submit
 from vmigrate.auth import Auth
 from vmigrate.schemas import EvacuateIn, MigrationIn, request_from
@@ -91,5 +92,6 @@ def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
 def events(
     _: Auth, since: str = "0", limit: int = Query(default=100, ge=1, le=10000)
 ) -> list[dict[str, Any]]:
-    found: list[Any] = runtime().redis.xread({keys.events(): since}, count=limit) or []  # type: ignore[assignment]
+    after = check_stream_id(since)
+    found: list[Any] = runtime().redis.xread({keys.events(): after}, count=limit) or []  # type: ignore[assignment]
     return [{"event": event_id, **fields} for _s, entries in found for event_id, fields in entries]

@@ -9,14 +9,13 @@ migrations failed with HOST_DOWN and rolled back, never a VM started twice.
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
 from tests.conftest import FAST_RECOVERY, HOME, REDIS_URL
-from tests.helpers import live_copies, running_vm, wait_terminal
+from tests.helpers import live_copies, running_vm, wait_terminal, wait_until
 from vmigrate.fleet import LocalFleet
 
 PAIRS = {3: ("c3src", "c3dst", "3"), 2: ("c2src", "c2dst", "2")}
@@ -106,12 +105,12 @@ def test_destination_killed_mid_perform_and_restarted(crash_fleet, version):
     src, dst, protocols = PAIRS[version]
     vm = running_vm(src, memory_mib=2048)  # four seconds of transfer
     record = submit(MigrationRequest(vm["name"], src, dst, flags=["live"]))
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
+
+    def copying():
         current = runtime().store.get(record.id)
-        if current.state == "perform" and current.progress.get("percent", 0) > 0:
-            break
-        time.sleep(0.02)
+        return current.state == "perform" and 0 < current.progress.get("percent", 0) < 100
+
+    wait_until(copying, "Perform seen copying before the kill")  # else the test tests nothing
     crash_fleet.stop(dst, signal.SIGKILL)
     restart(crash_fleet, dst, protocols)
     final = wait_terminal(record.id, timeout=BOUND)

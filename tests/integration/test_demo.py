@@ -46,6 +46,9 @@ def test_demo_runs_on_the_embedded_broker_and_stops_everything(tmp_path):
     )
     assert " v2 " in rows["v2: the highest version shared with a v2-only host"]
     assert "DNAME_UNSUPPORTED" in rows["rename refused: a v1 host cannot carry --dname"]
+    v1_row = rows["v1 to the legacy host"]
+    assert " v1 " in v1_row and "completed" in v1_row
+    assert "prepare@v1 perform@v1 finish@v1" in v1_row and v1_row.rstrip().endswith("legacy")
     assert "completed" in rows["stale registry: legacy claims v3, refuses it, fallback"]
     fault_row = rows["fault in Finish: v3 rolls back, source resumes"]
     assert (

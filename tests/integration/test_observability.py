@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
@@ -17,19 +15,22 @@ import pytest
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
 from tests.conftest import FAST_RECOVERY, HOME, REDIS_URL
-from tests.helpers import running_vm, wait_terminal
-from tests.redis_server import free_port
+from tests.environment import IN_CI
+from tests.helpers import running_vm, start_with_metrics, wait_terminal, wait_until
 from vmigrate.fleet import LocalFleet
 
 
 @pytest.fixture(scope="module")
 def observed_host(fleet):
-    port = free_port()
     local = LocalFleet({"VMIGRATE_BROKER_URL": REDIS_URL, **FAST_RECOVERY}, HOME)
-    local.start_host(
-        "obs", "--metrics-port", str(port), "--log-format", "json", "--loglevel", "INFO"
-    )
     try:
+        port = start_with_metrics(
+            local,
+            "obs",
+            lambda p: local.start_host(
+                "obs", "--metrics-port", str(p), "--log-format", "json", "--loglevel", "INFO"
+            ),
+        )
         local.wait_ready(runtime().redis, ["obs"])
         yield port, HOME / "logs" / "obs.log"
     finally:
@@ -56,17 +57,22 @@ def test_json_logs_carry_the_migration_id(observed_host):
     _, log_path = observed_host
     vm = running_vm("obs")
     record = wait_terminal(submit(MigrationRequest(vm["name"], "obs", "pxb", flags=["live"])).id)
-    time.sleep(0.5)
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
-    about = [line for line in lines if line.get("migration_id") == record.id]
-    assert {"begin", "perform", "confirm"} <= {line["message"].split(" ")[0] for line in about}
+
+    def phases_logged():
+        text = log_path.read_text()
+        lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+        about = [line for line in lines if line.get("migration_id") == record.id]
+        logged = {line["message"].split(" ")[0] for line in about}
+        return lines if {"begin", "perform", "confirm"} <= logged else None
+
+    lines = wait_until(phases_logged, "Begin, Perform and Confirm logged with the migration id")
     assert all(line["migration_id"] == record.id for line in lines if record.id in line["message"])
 
 
 def chromium(url: str, *extra: str) -> str:
     binary = shutil.which("chromium")
     if binary is None:
-        if os.environ.get("CI") == "true":
+        if IN_CI:
             pytest.fail("chromium is missing (in CI a missing dependency is a failure)")
         pytest.skip("chromium is not installed (apt-get install chromium)")
     profile = tempfile.mkdtemp(prefix="chromium-")
@@ -100,9 +106,7 @@ def test_live_view_shows_progress_moving_in_a_real_browser(api, tmp_path):
     vm = running_vm("slow", memory_mib=3072)  # twelve seconds on slow's link
     record = submit(MigrationRequest(vm["name"], "slow", "pxa", flags=["live"]))
     url = f"{api}/#token=test-token-1"
-    deadline = time.monotonic() + 20
-    while runtime().store.get(record.id).state != "perform" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: runtime().store.get(record.id).state == "perform", "Perform running")
 
     def percent_shown() -> float:
         dom = chromium(url, "--dump-dom")
@@ -113,8 +117,7 @@ def test_live_view_shows_progress_moving_in_a_real_browser(api, tmp_path):
         return float(found.group(1))
 
     first = percent_shown()
-    time.sleep(2.5)
-    second = percent_shown()
+    second = wait_until(lambda: (shown := percent_shown()) > first and shown, "the bar moving", 30)
     shot = tmp_path / "live-view.png"
     chromium(url, f"--screenshot={shot}")
     assert second > first

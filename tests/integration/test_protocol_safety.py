@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.request
+from collections import Counter
 
 import pytest
 
@@ -15,28 +15,27 @@ from tasks.errors import Refused
 from tasks.publish import PHASE_TASK, POLL_TASK, START_TASK, send
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
+from tests import helpers
 from tests.conftest import FAST_RECOVERY, HOME, REDIS_URL, TWIN_UUID
 from tests.helpers import (
     domain_on,
+    finished_tasks,
     live_copies,
     migrate,
     running_vm,
+    start_with_metrics,
     unique,
     wait_terminal,
     wait_until,
 )
-from tests.redis_server import free_port
 from vmigrate.fleet import LocalFleet
 
 
 @pytest.fixture
 def stale_registration(fleet):
-    """Make p1b's registration claim v1, v2 and v3, as if it was downgraded since it registered."""
-    client = runtime().redis
-    original = client.get(keys.host_info("p1b"))
-    client.set(keys.host_info("p1b"), json.dumps({**json.loads(original), "protocols": [1, 2, 3]}))
-    yield
-    client.set(keys.host_info("p1b"), original)
+    """p1b speaks v1 only, but its registration claims v1, v2 and v3."""
+    with helpers.stale_registration("p1b", [1, 2, 3]):
+        yield
 
 
 def test_stale_registry_falls_back_to_a_common_version(stale_registration):
@@ -66,15 +65,22 @@ def test_duplicated_messages_change_nothing(fleet):
     """Re-send the start, every phase and a poll while the migration runs and after it ended."""
     vm = running_vm("slow", memory_mib=1024)  # 4 s of transfer on slow's 256 MiB/s link
     record = submit(MigrationRequest(vm["name"], "slow", "pxa", flags=["live"]))
-    deadline = time.monotonic() + 20
-    running = runtime().store.get(record.id)
-    while not (running.step and running.step.status == "polling") and time.monotonic() < deadline:
-        time.sleep(0.02)
-        running = runtime().store.get(record.id)
-    assert running.state == "perform" and running.step.status == "polling"
 
-    def resend_everything(current):
-        send(START_TASK, [record.id], DISPATCHER)
+    def polling():
+        r = runtime().store.get(record.id)
+        return r if r.step and r.step.status == "polling" else None
+
+    running = wait_until(polling, "Perform polling")
+    assert running.state == "perform"
+    dispatchers = [
+        f"dispatcher-{proc.pid}@vmigrate"
+        for name, proc in fleet.processes.items()
+        if name.startswith("dispatcher") and proc.poll() is None
+    ]
+
+    def everything(current) -> list[tuple[str, list, str, tuple[str, str]]]:
+        """The start, every phase and a poll: (task, args, queue, which worker counts it)."""
+        plan = [(START_TASK, [record.id], DISPATCHER, ("dispatchers", START_TASK))]
         steps = [(seq, p.name, p.cancelled) for seq, p in enumerate(current.phases, start=1)]
         if current.step:
             steps.append((current.step.seq, current.step.phase, current.step.cancelled))
@@ -89,13 +95,30 @@ def test_duplicated_messages_change_nothing(fleet):
                 "phase": phase,
                 "cancelled": cancelled,
             }
-            send(PHASE_TASK, [message], host_queue(host))
-            send(POLL_TASK, [{**message, "poll": 0}], host_queue(host))
+            node = f"{host}@vmigrate"
+            plan.append((PHASE_TASK, [message], host_queue(host), (node, PHASE_TASK)))
+            plan.append((POLL_TASK, [{**message, "poll": 0}], host_queue(host), (node, POLL_TASK)))
+        return plan
+
+    def finished(node: str, task: str) -> int:
+        nodes = dispatchers if node == "dispatchers" else [node]
+        return sum(finished_tasks(n, task) for n in nodes)
+
+    def resend_everything(current) -> None:
+        """Re-send it all and wait until the workers have handled every copy."""
+        plan = everything(current)
+        sent = Counter(key for *_, key in plan)
+        counted = {key: finished(*key) for key in sent}
+        for task, args, queue, _ in plan:
+            send(task, args, queue)
+        wait_until(
+            lambda: all(finished(*key) >= counted[key] + n for key, n in sent.items()),
+            "every re-sent message handled",
+        )
 
     resend_everything(running)
     final = wait_terminal(record.id)
     resend_everything(final)
-    time.sleep(1.0)
 
     after = runtime().store.get(record.id)
     assert final.state == "completed"
@@ -142,13 +165,14 @@ def test_second_migration_of_a_busy_domain_is_refused_at_once(fleet):
 def held_host(fleet):
     """A destination host with one worker thread, so it handles its queue strictly in order, and
     its metrics served; the test holds its queue by cancelling its consumer (remote control)."""
-    port = free_port()
     local = LocalFleet(
         {"VMIGRATE_BROKER_URL": REDIS_URL, **FAST_RECOVERY, "VMIGRATE_WORKER_CONCURRENCY": "1"},
         HOME,
     )
-    local.start_host("fence", "--metrics-port", str(port))
     try:
+        port = start_with_metrics(
+            local, "fence", lambda p: local.start_host("fence", "--metrics-port", str(p))
+        )
         local.wait_ready(runtime().redis, ["fence"])
         yield "fence", port
     finally:
@@ -158,11 +182,8 @@ def held_host(fleet):
 @pytest.fixture
 def stale_source_registration(fleet):
     """p2a speaks v1 and v2, but its registration claims v3 too: Begin3 is refused on the host."""
-    client = runtime().redis
-    original = client.get(keys.host_info("p2a"))
-    client.set(keys.host_info("p2a"), json.dumps({**json.loads(original), "protocols": [1, 2, 3]}))
-    yield
-    client.set(keys.host_info("p2a"), original)
+    with helpers.stale_registration("p2a", [1, 2, 3]):
+        yield
 
 
 def ignored_counts(port: int) -> dict[str, float]:

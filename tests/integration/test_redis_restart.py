@@ -79,7 +79,7 @@ def test_queued_and_running_migrations_survive_a_redis_restart(persistent_redis,
 
         procs[0].send_signal(signal.SIGKILL)
         procs[0].wait(10)
-        time.sleep(1.0)
+        time.sleep(1.0)  # the subject: an outage the fleet rides out (not a wait for a state)
         procs.append(start_redis(port, directory))
 
         assert {store.get(q).state for q in queued} == {"queued"}

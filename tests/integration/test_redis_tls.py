@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,13 +10,14 @@ import pytest
 import redis
 
 from tests.conftest import FAST_RECOVERY
+from tests.environment import IN_CI
 from tests.helpers import migrate_on_own_broker
 from tests.redis_server import launch_redis, on_free_port
 
 
 def make_certificates(directory: Path) -> tuple[Path, Path, Path]:
     if shutil.which("openssl") is None:
-        if os.environ.get("CI") == "true":
+        if IN_CI:
             pytest.fail("openssl is missing (in CI a missing dependency is a failure)")
         pytest.skip("openssl is not installed")
     ca_key, ca, key, csr, cert = (

@@ -19,7 +19,16 @@ from tasks.runtime import runtime
 from tasks.scheduler import load_windows, tick
 from tasks.submission import MigrationRequest, submit
 from tasks.windows import next_open
-from tests.helpers import domain_on, live_copies, max_in_flight, running_vm, wait_terminal
+from tests.helpers import (
+    V3_STATES,
+    domain_on,
+    live_copies,
+    max_in_flight,
+    running_vm,
+    scheduler_rounds_pass,
+    wait_terminal,
+    wait_until,
+)
 
 LIMITS = {"out": 2, "in": 2, "fleet": 5}
 
@@ -45,7 +54,7 @@ def test_queued_until_its_window_opens(fleet):
     vm = running_vm("pxa")
     record = submit(MigrationRequest(vm["name"], "pxa", "pxb", flags=["live"], window="closed"))
     assert record.state == "queued"
-    time.sleep(1.5)  # dispatchers tick on real time: the window is closed, nothing starts
+    scheduler_rounds_pass()  # dispatchers tick on real time: the window is closed, nothing starts
     assert runtime().store.get(record.id).state == "queued"
     assert domain_on("pxa", vm["name"])["state"] == "running"
 
@@ -169,9 +178,7 @@ def test_cancel_in_every_state(fleet):
 
     vm = running_vm("slow", memory_mib=2048)  # 8 s on slow's link
     running = submit(MigrationRequest(vm["name"], "slow", "pxb", flags=["live"]))
-    deadline = time.monotonic() + 20
-    while runtime().store.get(running.id).state != "perform" and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: runtime().store.get(running.id).state == "perform", "Perform running")
     request_cancel(running.id)
     final = wait_terminal(running.id)
     assert final.state == "cancelled"
@@ -213,15 +220,7 @@ def test_events_stream_every_state_change(fleet):
     entries = runtime().redis.xread({keys.events(): since}, count=10000)[0][1]
     states = [f["state"] for _, f in entries if f["id"] == record.id]
     # Nothing waited and a slot was free: the record was born pending (no "waiting" event).
-    assert states == [
-        "pending",
-        "begin",
-        "prepare",
-        "perform",
-        "finish",
-        "confirm",
-        "completed",
-    ]
+    assert states == V3_STATES
 
 
 def test_celery_entry_point_for_other_applications(fleet):
@@ -239,7 +238,5 @@ def test_celery_entry_point_for_other_applications(fleet):
         ],
         DISPATCHER,
     )
-    deadline = time.monotonic() + 20
-    while runtime().store.get("from-another-app-1") is None and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: runtime().store.get("from-another-app-1"), "the request recorded")
     assert wait_terminal("from-another-app-1").state == "completed"

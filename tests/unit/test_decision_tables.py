@@ -96,6 +96,7 @@ def test_a_migration_gains_a_priority_step_per_ageing_period_and_none_before_it_
         (100, 2, 0, 50),  # uncapped: an equal share
         (101, 2, 0, 50),  # shares are whole MiB/s
         (1, 2, 0, 1),  # never less than 1
+        (3, 2, 0, 1),  # 3 // 2
         (100, 2, 30, 30),  # its own cap
         (100, 2, 500, 100),  # never more than the budget
     ],

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.environment import IN_CI
 from vmigrate.cli import build_parser
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -94,7 +95,7 @@ def test_kubernetes_references_resolve():
 def test_systemd_units_verify(tmp_path):
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
-        if os.environ.get("CI") == "true":
+        if IN_CI:
             pytest.fail("systemd-analyze is missing (in CI a missing dependency is a failure)")
         pytest.skip("systemd-analyze is not installed")
     vmigrate = Path(sys.executable).with_name("vmigrate")

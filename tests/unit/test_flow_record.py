@@ -242,7 +242,24 @@ def test_a_refusal_without_a_blocker_gives_no_reason():
 def test_a_destination_xml_blocks_every_fallback():
     r = new(3, candidates=[3], xml="<domain><name>vm</name></domain>")
     step_once(r, fail("VERSION_UNSUPPORTED"))
-    assert "only v3 can" in r.error["message"]
+    assert r.error["message"] == (
+        "host src refused protocol v3 and no older version both hosts support can carry this "
+        "migration (protocol v2 cannot carry a destination XML (--xml); only v3 can)"
+    )
+
+
+def test_a_failed_compensation_still_runs_the_ones_after_it():
+    """Cancelled after Prepare3: Finish3(cancelled) fails, Confirm3(cancelled) must still resume
+    the source."""
+    r = new(3)
+    step_once(r, V3_OUTPUTS["begin"])
+    r.cancel_requested = True
+    step_once(r, V3_OUTPUTS["prepare"])
+    assert (r.step.phase, r.step.cancelled, r.todo) == ("finish", True, [["confirm", True]])
+    step_once(r, fail("NO_INCOMING"))
+    assert (r.step.phase, r.step.cancelled) == ("confirm", True)
+    step_once(r, ok())
+    assert r.state == State.CANCELLED and r.vm_host == "src"
 
 
 def test_offline_v3_keeps_the_vm_on_the_source_until_confirm():
