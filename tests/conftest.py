@@ -58,6 +58,11 @@ os.environ["VMIGRATE_BROKER_URL"] = REDIS_URL
 os.environ["VMIGRATE_HOME"] = str(HOME)
 os.environ["VMIGRATE_CONFIG"] = str(CONFIG)
 os.environ["VMIGRATE_API_TOKENS"] = "test-token-1,test-token-2"
+# Migration ports of this run's hosts: a range of their own per leased database, below the
+# ephemeral range, so two runs at once do not take each other's ports.
+PORT_BASE = 24000 + 200 * (TEST_DB % 16)
+os.environ["VMIGRATE_MIGRATION_PORT_MIN"] = str(PORT_BASE)
+os.environ["VMIGRATE_MIGRATION_PORT_MAX"] = str(PORT_BASE + 199)
 
 #: The integration fleet: every mix of protocol versions, two hosts of each kind.
 FLEET_HOSTS = {

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vmigrate import commands, control_commands
 from vmigrate.options import add_service_options
+from workers.drivers.registry import DRIVERS
 
 EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
@@ -61,7 +62,7 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help="this host's name in the fleet (default: $VMIGRATE_HOST); sim only: several names "
         "(--host sim-{001..100} in bash) make one process serve them all, for benchmarks",
     )
-    p.add_argument("--driver", default="sim", choices=["sim", "qemu"], help="hypervisor driver")
+    p.add_argument("--driver", default="sim", choices=sorted(DRIVERS), help="hypervisor driver")
     p.add_argument(
         "--protocols",
         type=_protocols,

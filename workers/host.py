@@ -17,7 +17,7 @@ from pathlib import Path
 from broker.connection import Client, persistence_warning
 from broker.queues import check_host_name, host_queue
 from workers.drivers.base import Driver
-from workers.drivers.sim import SimConfig, SimDriver
+from workers.drivers.registry import DriverSettings, UnknownDriver, load_driver
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +38,14 @@ class HostOptions:
 
 
 def build_driver(options: HostOptions, host: str, state_dir: Path) -> Driver:
+    """The driver ``--driver`` names, through the registry (workers/drivers/registry.py)."""
     from broker.app import get_app  # noqa: PLC0415 (created when the worker starts)
 
-    app = get_app()
-
-    settings = app.vmigrate_settings
-    if options.driver == "qemu":
-        from workers.drivers.qemu import QemuConfig, QemuDriver  # noqa: PLC0415
-
-        return QemuDriver(
-            QemuConfig(
+    settings = get_app().vmigrate_settings
+    try:
+        return load_driver(
+            options.driver,
+            DriverSettings(
                 host=host,
                 state_dir=state_dir,
                 protocols=options.protocols,
@@ -55,24 +53,15 @@ def build_driver(options: HostOptions, host: str, state_dir: Path) -> Driver:
                 migration_address=settings.migration_address,
                 ports=range(settings.migration_port_min, settings.migration_port_max + 1),
                 host_uuid=options.host_uuid,
-                completion_timeout_per_gib=settings.completion_timeout_per_gib,
-            )
+                extra={
+                    "link_mibps": options.link_mibps,
+                    "time_scale": options.time_scale,
+                    "completion_timeout_per_gib": settings.completion_timeout_per_gib,
+                },
+            ),
         )
-    if options.driver != "sim":
-        raise SystemExit(f"unknown driver {options.driver!r}: choose sim or qemu")
-    return SimDriver(
-        SimConfig(
-            host=host,
-            state_dir=state_dir,
-            protocols=options.protocols,
-            memory_mib=options.memory_mib,
-            link_mibps=options.link_mibps,
-            time_scale=options.time_scale,
-            migration_address=settings.migration_address,
-            ports=range(settings.migration_port_min, settings.migration_port_max + 1),
-            host_uuid=options.host_uuid,
-        )
-    )
+    except UnknownDriver as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def warn_if_volatile(client: Client) -> None:

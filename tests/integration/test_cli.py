@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from tests.conftest import FLEET_HOSTS
 from tests.helpers import running_vm, unique, vm_xml
 
 STATES = {"running", "paused", "shutoff"}
@@ -41,7 +42,10 @@ def test_hosts_json(fleet):
     by_name = {h["name"]: h for h in hosts}
     assert by_name["p1a"]["protocols"] == [1]
     assert by_name["pxa"]["protocols"] == [1, 2, 3]
-    assert all(h["driver"] == "sim" and h["alive"] is True for h in hosts)
+    # The session's fleet (other tests add and stop hosts of their own, in any order):
+    assert all(by_name[h]["driver"] == "sim" and by_name[h]["alive"] is True for h in FLEET_HOSTS)
+    documented = {"name", "protocols", "driver", "alive", "memory_mib", "vcpus", "host_uuid"}
+    assert all(set(h) >= documented | {"version", "registered"} for h in hosts)
 
 
 def test_define_start_domains_and_dumpxml(fleet, tmp_path):

@@ -72,7 +72,8 @@ def list_qemus(host: str) -> list[int]:
             state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
         except OSError:
             continue
-        if cmd.startswith("qemu-system") and f"/hosts/{host}/" in cmd and state != "Z":
+        mine = f"{HOME}/hosts/{host}/" in cmd  # this run's, not another run's at the same time
+        if cmd.startswith("qemu-system") and mine and state != "Z":
             pids.append(int(proc.name))
     return pids
 

@@ -58,11 +58,10 @@ def modules(*patterns: str) -> list[Path]:
     [
         (
             (
-                "workers/drivers/*.py",
+                "workers/drivers/**/*.py",
                 "workers/domxml.py",
                 "workers/cookie.py",
                 "workers/safexml.py",
-                "workers/precopy.py",
             ),
             ("tasks", "broker", "vmigrate", "workers.host"),
         ),
@@ -76,3 +75,35 @@ def test_dependencies_point_one_way(files, forbidden):
             m for m in imports_of(path) if any(m == f or m.startswith(f + ".") for f in forbidden)
         }
         assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+DRIVER_PACKAGES = sorted(
+    p.name for p in (ROOT / "workers" / "drivers").iterdir() if (p / "__init__.py").exists()
+)
+
+
+@pytest.mark.parametrize("package", DRIVER_PACKAGES)
+def test_no_driver_imports_another_driver(package):
+    """Drivers are peers over workers/drivers/shared and base: none builds on another."""
+    others = {f"workers.drivers.{p}" for p in DRIVER_PACKAGES if p not in (package, "shared")}
+    for path in (ROOT / "workers" / "drivers" / package).rglob("*.py"):
+        bad = {m for m in imports_of(path) if any(m == o or m.startswith(o + ".") for o in others)}
+        assert not bad, f"{path.relative_to(ROOT)} imports {sorted(bad)}"
+
+
+def test_every_registered_driver_is_a_package_with_a_builder():
+    from workers.drivers.registry import DRIVERS
+
+    assert set(DRIVERS) == set(DRIVER_PACKAGES) - {"shared"}
+    for name, module in DRIVERS.items():
+        assert (ROOT / Path(*module.split("."))).is_dir(), name
+
+
+def test_an_unknown_driver_is_refused_by_name(tmp_path):
+    from workers.drivers.registry import DriverSettings, UnknownDriver, load_driver
+
+    settings = DriverSettings("h", tmp_path, frozenset({3}), 1024, "127.0.0.1", range(1, 2))
+    with pytest.raises(UnknownDriver, match="unknown driver 'xen': choose one of qemu, sim"):
+        load_driver("xen", settings)
+    sim = load_driver("sim", settings)
+    assert sim.capabilities().driver == "sim" and sim.capabilities().protocols == frozenset({3})

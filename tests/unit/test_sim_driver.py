@@ -12,11 +12,11 @@ import pytest
 from workers.cookie import Cookie
 from workers.drivers.base import DriverError, JobBusy, MigrationJob, NoCapacity
 from workers.drivers.sim import SimConfig, SimDriver
-from workers.precopy import MIB, plan_precopy, progress_at
+from workers.drivers.sim.precopy import MIB, plan_precopy, progress_at
 
 # Each run (two may run at once) starts its drivers' port ranges at a place of its own; within a
 # range a driver skips ports another process holds.
-_ports = itertools.count(random.randrange(20000, 30000, 20), 20)
+_ports = itertools.count(random.randrange(28000, 32000, 20), 20)
 
 
 def xml(name: str = "vm", memory: int = 256, dirty: int = 0, faults: tuple[str, ...] = ()) -> str:

@@ -3,10 +3,29 @@
 from workers.drivers.qemu.base import QemuConfig
 from workers.drivers.qemu.destination import QemuDestination
 from workers.drivers.qemu.source import QemuSource
+from workers.drivers.registry import DriverSettings
 
 
 class QemuDriver(QemuSource, QemuDestination):
     """Both sides of a QEMU host."""
 
 
-__all__ = ["QemuConfig", "QemuDriver"]
+def from_settings(settings: DriverSettings) -> QemuDriver:
+    timeout = settings.extra.get(
+        "completion_timeout_per_gib", QemuConfig.completion_timeout_per_gib
+    )
+    return QemuDriver(
+        QemuConfig(
+            host=settings.host,
+            state_dir=settings.state_dir,
+            protocols=settings.protocols,
+            memory_mib=settings.memory_mib,
+            migration_address=settings.migration_address,
+            ports=settings.ports,
+            host_uuid=settings.host_uuid,
+            completion_timeout_per_gib=float(timeout),
+        )
+    )
+
+
+__all__ = ["QemuConfig", "QemuDriver", "from_settings"]

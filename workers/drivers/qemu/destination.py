@@ -10,15 +10,18 @@ from workers import domxml
 from workers.drivers.base import (
     PAUSED,
     PERSIST_DEST,
+    DomainState,
     DriverError,
     MigrationJob,
     PrepareResult,
     VersionUnsupported,
 )
 from workers.drivers.qemu import cmdline, process, qmp
-from workers.drivers.qemu.base import QemuBase, free_port
+from workers.drivers.qemu.base import QemuBase
+from workers.drivers.shared.ports import no_free_port, probe_free_port
 
 INCOMING_WAIT = 120.0
+PORT_ATTEMPTS = 5  # ports taken by another process between our probe and QEMU's bind
 
 
 class QemuDestination(QemuBase):
@@ -39,15 +42,12 @@ class QemuDestination(QemuBase):
                 self._check_cookie(cookie, "prepare", job.domain, dom.uuid)
             self._check_conflicts(dom.name, dom.uuid, job.migration_id)
             self._check_room(dom.memory_kib)
-            taken = {j["port"] for j in s.incoming.values() if j.get("status") == "prepared"}
-            port = free_port(self.config.migration_address, self.config.ports, taken)
             paths = self._launch(dom.name, dom.xml, incoming=True)
             try:
                 if "postcopy" in job.flags:
                     caps = [{"capability": "postcopy-ram", "state": True}]
                     qmp.execute(paths.qmp, "migrate-set-capabilities", {"capabilities": caps})
-                uri = f"tcp:{self.config.migration_address}:{port}"
-                qmp.execute(paths.qmp, "migrate-incoming", {"uri": uri})
+                port, uri = self._listen_incoming(paths)
             except DriverError:
                 process.stop(paths)
                 raise
@@ -65,6 +65,25 @@ class QemuDestination(QemuBase):
             }
             s.incoming[job.migration_id] = incoming
             return PrepareResult(uri, incoming["cookie"])
+
+    def _listen_incoming(self, paths: cmdline.Paths) -> tuple[int, str]:
+        """Have QEMU listen on a free port of the range. Another process may bind the port between
+        the probe and QEMU's bind: then the next one (QEMU accepts migrate-incoming again after
+        a failed one)."""
+        address, ports = self.config.migration_address, self.config.ports
+        taken = self._prepared_ports()
+        for _ in range(PORT_ATTEMPTS):
+            port = probe_free_port(address, ports, taken)
+            uri = f"tcp:{address}:{port}"
+            try:
+                qmp.execute(paths.qmp, "migrate-incoming", {"uri": uri})
+            except qmp.QMPError as exc:
+                if "Address already in use" not in str(exc):
+                    raise
+                taken.add(port)
+                continue
+            return port, uri
+        raise no_free_port(ports, address)
 
     def _wait_received(self, name: str) -> None:
         sock = self._paths(name).qmp
@@ -94,7 +113,6 @@ class QemuDestination(QemuBase):
                 if job.version == 3:
                     self._check_cookie(cookie, "finish", job.domain, inc["uuid"])
                 self._wait_received(inc["name"])
-                self._fault(inc["xml"], "finish")
                 if PAUSED not in job.flags:
                     qmp.execute(paths.qmp, "cont")
             except DriverError:
@@ -102,15 +120,11 @@ class QemuDestination(QemuBase):
                     process.stop(paths)
                     inc["status"] = "aborted"
                 raise
-            existing = s.domains.get(inc["name"])
-            s.domains[inc["name"]] = {
-                "uuid": inc["uuid"],
-                "xml": inc["xml"],
-                "memory_kib": inc["memory_kib"],
-                "vcpus": inc["vcpus"],
-                "state": "running",
-                "persistent": PERSIST_DEST in job.flags or bool(existing),
-            }
+            persistent = PERSIST_DEST in job.flags or inc["name"] in s.domains
+            state: DomainState = "paused" if PAUSED in job.flags else "running"
+            s.domains[inc["name"]] = self._record(
+                domxml.parse_domain(inc["xml"]), state, persistent
+            )
             inc["status"] = "finished"
             inc["result_cookie"] = self._cookie(job.domain, inc["uuid"])
             return str(inc["result_cookie"])

@@ -28,15 +28,8 @@ class QemuSource(QemuBase):
             if out and "begin" in out:
                 return BeginResult(**out["begin"])
             dom = self._domain(job.domain)
-            state = self._live_state(job.domain)
-            if state == "shutoff":
-                raise DriverError(f"domain '{job.domain}' is not running", "DOMAIN_NOT_RUNNING")
-            holder = s.job_holder(job.domain)
-            if holder and holder != job.migration_id:
-                raise DriverError(
-                    f"another migration job is already running for domain '{job.domain}'",
-                    "MIGRATION_JOB_BUSY",
-                )
+            state = self._current_state(job.domain)
+            taken = self._take_job(job, "begin3", state)
             xml = dom["xml"]
             if xmlin is not None:
                 cmdline.validate(xmlin)
@@ -46,13 +39,7 @@ class QemuSource(QemuBase):
                     raise DriverError(str(exc), exc.code) from None
                 xml = xmlin
             result = {"xml": xml, "cookie": self._cookie(job.domain, dom["uuid"]), "state": state}
-            s.outgoing[job.migration_id] = {
-                "domain": job.domain,
-                "prior_state": state,
-                "xml": xml,
-                "phase": "begin3",
-                "begin": result,
-            }
+            taken.update(xml=xml, begin=result)
             return BeginResult(**result)
 
     def perform(self, job: MigrationJob, cookie: str | None, uri: str) -> None:
@@ -61,7 +48,7 @@ class QemuSource(QemuBase):
             if out and "started_at" in out:
                 return
             dom = self._domain(job.domain)
-            state = self._live_state(job.domain)
+            state = self._current_state(job.domain)
             if out is None:
                 out = {"domain": job.domain, "prior_state": state, "xml": dom["xml"]}
                 s.outgoing[job.migration_id] = out
@@ -146,7 +133,7 @@ class QemuSource(QemuBase):
                 "MIGRATION_FAILED",
                 f"QEMU: {info.get('error-desc', 'migration failed')}",
             )
-        if out["prior_state"] == "running" and self._live_state(job.domain) == "paused":
+        if out["prior_state"] == "running" and self._current_state(job.domain) == "paused":
             qmp.execute(self._paths(job.domain).qmp, "cont")
         out["ended"] = True
         out["result"] = {"error": [code, message]}
@@ -166,7 +153,7 @@ class QemuSource(QemuBase):
             if out is None or out.get("confirmed"):
                 return
             if cancelled:
-                if out["prior_state"] == "running" and self._live_state(job.domain) == "paused":
+                if out["prior_state"] == "running" and self._current_state(job.domain) == "paused":
                     qmp.execute(self._paths(job.domain).qmp, "cont")
             else:
                 dom = self._domain(job.domain)

@@ -6,41 +6,20 @@ import time
 from typing import Any
 
 from workers import domxml
-from workers.drivers import stream
 from workers.drivers.base import (
     LIVE,
-    OFFLINE,
-    UNDEFINE_SOURCE,
     BeginResult,
     DriverError,
-    JobBusy,
     MigrationJob,
     TransferStatus,
 )
-from workers.drivers.simbase import SimBase
-from workers.drivers.simknobs import read_knobs
-from workers.precopy import MIB, Pass, PrecopyPlan, plan_precopy, progress_at
+from workers.drivers.sim import stream
+from workers.drivers.sim.base import SimBase
+from workers.drivers.sim.knobs import read_knobs
+from workers.drivers.sim.precopy import MIB, Pass, PrecopyPlan, plan_precopy, progress_at
 
 
 class SimSource(SimBase):
-    def _take_job(self, job: MigrationJob, phase: str) -> dict[str, Any]:
-        holder = self.state.job_holder(job.domain)
-        if holder and holder != job.migration_id:
-            raise JobBusy(f"another migration job is already running for domain '{job.domain}'")
-        dom = self._domain(job.domain)
-        if OFFLINE not in job.flags and dom["state"] == "shutoff":
-            raise DriverError(f"domain '{job.domain}' is not running", "DOMAIN_NOT_RUNNING")
-        out = self.state.outgoing.setdefault(
-            job.migration_id,
-            {
-                "domain": job.domain,
-                "prior_state": dom["state"],
-                "xml": dom["xml"],
-            },
-        )
-        out["phase"] = phase
-        return out
-
     def begin(self, job: MigrationJob, xmlin: str | None) -> BeginResult:
         with self.state.change() as s:
             out = s.outgoing.get(job.migration_id)
@@ -198,20 +177,6 @@ class SimSource(SimBase):
             self._end_source_domain(job, out)
         out["result"] = {"cookie": self._cookie(job.domain, dom["uuid"], stats), "stats": stats}
         return self._stored_status(out)
-
-    def _end_source_domain(self, job: MigrationJob, out: dict[str, Any]) -> None:
-        dom = self.state.domains.get(job.domain)
-        out["ended"] = True
-        if dom is None:
-            return
-        if OFFLINE in job.flags:
-            if UNDEFINE_SOURCE in job.flags and dom["state"] == "shutoff":
-                del self.state.domains[job.domain]
-            return
-        if UNDEFINE_SOURCE in job.flags or not dom["persistent"]:
-            del self.state.domains[job.domain]
-        else:
-            dom["state"] = "shutoff"
 
     def confirm(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> None:
         with self.state.change() as s:

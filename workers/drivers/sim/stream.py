@@ -2,7 +2,7 @@
 
 Prepare binds a port from the configured range and waits for one connection; Perform connects to the
 URI Prepare returned and sends a header (the domain's identity, definition and state). The memory
-copy itself is modelled in time (``workers.precopy``), not sent byte by byte.
+copy itself is modelled in time (``workers.drivers.sim.precopy``), not sent byte by byte.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from workers.drivers.base import DriverError
+from workers.drivers.shared.ports import candidates, family, no_free_port
 
 log = logging.getLogger(__name__)
 MAX_HEADER = 4 * 1024 * 1024
@@ -101,10 +102,8 @@ def listen(
     address: str, ports: range, taken: set[int], on_header: Callable[[dict[str, Any]], str | None]
 ) -> IncomingListener:
     """Bind the first free port of ``ports`` not in ``taken``."""
-    for port in ports:
-        if port in taken:
-            continue
-        sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    for port in candidates(ports, taken):
+        sock = socket.socket(family(address))
         # A port whose last stream is in TIME_WAIT is free to listen on again; without this a
         # busy host runs out of its range within a minute.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -115,10 +114,7 @@ def listen(
             sock.close()
             continue
         return IncomingListener(sock, on_header)
-    raise DriverError(
-        f"no free migration port in {ports.start}-{ports.stop - 1} on {address}",
-        "NO_MIGRATION_PORT",
-    )
+    raise no_free_port(ports, address)
 
 
 def send_header(uri: str, header: dict[str, Any], timeout: float = 30.0) -> None:

@@ -1,63 +1,63 @@
-"""What both sides of the sim driver share: configuration, state, domain management, cookies."""
+"""``HostDriver``: what every driver does the same way on its host, whatever runs the guests.
+
+Domains and migration jobs live in ``HostState`` (persisted); a driver adds how a guest really
+starts, stops, and moves. The checks here are libvirt's: a domain of that name or uuid already
+here, not enough memory, one migration job per domain, a cookie that belongs to this migration.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from workers import domxml
 from workers.cookie import Cookie, CookieRejected, validate_cookie
-from workers.drivers import stream
 from workers.drivers.base import (
+    OFFLINE,
+    UNDEFINE_SOURCE,
     Capabilities,
     DomainConflict,
     DomainInfo,
     DomainNotFound,
+    DomainState,
     Driver,
     DriverError,
-    InjectedFault,
     JobBusy,
     MigrationJob,
     NoCapacity,
     TransferStatus,
 )
-from workers.drivers.simknobs import read_knobs
-from workers.drivers.simstate import SimState
+from workers.drivers.shared.config import HostConfig
+from workers.drivers.shared.state import HostState
 from workers.safexml import XMLRejected
 
 
-@dataclass(frozen=True)
-class SimConfig:
-    host: str
-    state_dir: Path
-    protocols: frozenset[int] = frozenset({1, 2, 3})
-    memory_mib: int = 262144
-    vcpus: int = 256
-    link_mibps: float = 100000.0
-    max_downtime_s: float = 0.3
-    time_scale: float = 1.0
-    migration_address: str = "127.0.0.1"
-    ports: range = range(49152, 49216)
-    host_uuid: str | None = None
+class HostDriver(Driver):
+    #: The driver's name, as ``vmigrate hosts`` shows it.
+    NAME: ClassVar[str]
+    #: The protocol versions this driver can run at all (a host may offer fewer).
+    SUPPORTED: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
 
-
-class SimBase(Driver):
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: HostConfig) -> None:
         self.config = config
-        self.state = SimState(config.state_dir, config.host_uuid)
-        self._listeners: dict[str, stream.IncomingListener] = {}
+        self.state = HostState(config.state_dir, config.host_uuid)
 
     # Facts -----------------------------------------------------------------------------------
     def capabilities(self) -> Capabilities:
-        return Capabilities("sim", self.config.protocols, self.config.memory_mib, self.config.vcpus)
+        protocols = self.config.protocols & self.SUPPORTED
+        return Capabilities(self.NAME, protocols, self.config.memory_mib, self.config.vcpus)
 
     @property
     def host_uuid(self) -> str:
         return self.state.host_uuid
 
+    def _current_state(self, name: str) -> DomainState:
+        """What the guest is doing now; a driver whose guests live outside its state asks them."""
+        state: DomainState = self.state.domains[name]["state"]
+        return state
+
     def _info(self, name: str) -> DomainInfo:
         d = self.state.domains[name]
+        d["state"] = self._current_state(name)
         return DomainInfo(name, d["uuid"], d["state"], d["memory_kib"], d["vcpus"], d["persistent"])
 
     def _domain(self, name: str) -> dict[str, Any]:
@@ -65,6 +65,19 @@ class SimBase(Driver):
             raise DomainNotFound(f"no domain with matching name '{name}' on {self.config.host}")
         return self.state.domains[name]
 
+    @staticmethod
+    def _record(dom: domxml.Domain, state: DomainState, persistent: bool) -> dict[str, Any]:
+        """What the host keeps of a domain."""
+        return {
+            "uuid": dom.uuid,
+            "xml": dom.xml,
+            "state": state,
+            "memory_kib": dom.memory_kib,
+            "vcpus": dom.vcpus,
+            "persistent": persistent,
+        }
+
+    # Cookies ---------------------------------------------------------------------------------
     def _cookie(self, name: str, uuid: str | None, stats: dict[str, int] | None = None) -> str:
         return Cookie(name, uuid, self.config.host, self.host_uuid, statistics=stats or {}).to_xml()
 
@@ -85,20 +98,50 @@ class SimBase(Driver):
         except (CookieRejected, XMLRejected) as exc:
             raise DriverError(str(exc), exc.code) from None
 
-    @staticmethod
-    def _fault(xml: str | None, phase: str) -> None:
-        if phase in read_knobs(xml).faults:
-            raise InjectedFault(f"fault injected in {phase} by the domain's sim metadata")
+    # Migration jobs --------------------------------------------------------------------------
+    def _take_job(
+        self, job: MigrationJob, phase: str, state: DomainState | None = None
+    ) -> dict[str, Any]:
+        """The outgoing job of ``job`` (created on first use): one migration job per domain, and
+        a domain that runs (or is paused), unless the migration is offline."""
+        holder = self.state.job_holder(job.domain)
+        if holder and holder != job.migration_id:
+            raise JobBusy(f"another migration job is already running for domain '{job.domain}'")
+        dom = self._domain(job.domain)
+        state = state or dom["state"]
+        if OFFLINE not in job.flags and state == "shutoff":
+            raise DriverError(f"domain '{job.domain}' is not running", "DOMAIN_NOT_RUNNING")
+        out = self.state.outgoing.setdefault(
+            job.migration_id, {"domain": job.domain, "prior_state": state, "xml": dom["xml"]}
+        )
+        out["phase"] = phase
+        return out
 
     @staticmethod
     def _stored_status(out: dict[str, Any]) -> TransferStatus:
-        """The final status of an outgoing transfer, as recorded in its job (either driver)."""
+        """The final status of an outgoing transfer, as recorded in its job."""
         result = out["result"]
         if "error" in result:
             code, message = result["error"]
             return TransferStatus(True, error=DriverError(message, code))
         progress = {"percent": 100.0, **{k: float(v) for k, v in result["stats"].items()}}
         return TransferStatus(True, progress=progress, cookie=result["cookie"])
+
+    def _end_source_domain(self, job: MigrationJob, out: dict[str, Any]) -> None:
+        """The source's copy after a hand-over: undefined with --undefine-source or when it was
+        transient, else kept shut off; an offline migration leaves the source as it was."""
+        dom = self.state.domains.get(job.domain)
+        out["ended"] = True
+        if dom is None:
+            return
+        if OFFLINE in job.flags:
+            if UNDEFINE_SOURCE in job.flags and dom["state"] == "shutoff":
+                del self.state.domains[job.domain]
+            return
+        if UNDEFINE_SOURCE in job.flags or not dom["persistent"]:
+            del self.state.domains[job.domain]
+        else:
+            dom["state"] = "shutoff"
 
     def _incoming_to_finish(self, job: MigrationJob, cancelled: bool) -> dict[str, Any] | None:
         """The incoming job a Finish acts on; None when a cancelled Finish has nothing left to do.
@@ -128,6 +171,15 @@ class SimBase(Driver):
             )
             return jobs
 
+    def _prepared_ports(self) -> set[int]:
+        """Ports that this host's prepared migrations hold."""
+        return {
+            j["port"]
+            for j in self.state.incoming.values()
+            if j.get("port") and j["status"] == "prepared"
+        }
+
+    # libvirt's checks before it takes a domain ------------------------------------------------
     def _check_conflicts(self, name: str, uuid: str | None, migration_id: str) -> None:
         """libvirt's virDomainObjListAdd checks: same name or uuid already here."""
         existing = self.state.domains.get(name)
@@ -142,16 +194,18 @@ class SimBase(Driver):
         if self.state.incoming_for(name) not in (None, migration_id):
             raise JobBusy(f"domain '{name}' is already processing an incoming migration")
 
-    def _check_room(self, memory_kib: int) -> None:
+    def _check_room(self, memory_kib: int, what: str | None = None) -> None:
         if self.state.reserved_memory_kib() + memory_kib > self.config.memory_mib * 1024:
-            raise NoCapacity(
-                f"host {self.config.host} has not enough free memory for {memory_kib // 1024} MiB"
-            )
+            detail = f"to start '{what}'" if what else f"for {memory_kib // 1024} MiB"
+            raise NoCapacity(f"host {self.config.host} has not enough free memory {detail}")
 
     # Domain management -------------------------------------------------------------------
+    def _validate(self, dom: domxml.Domain) -> None:
+        """What this driver refuses in a definition (by element name), before anything is kept."""
+
     def define(self, xml: str) -> DomainInfo:
         dom = domxml.parse_domain(xml, assign_uuid=True)
-        read_knobs(dom.xml)
+        self._validate(dom)
         with self.state.change() as s:
             for name, other in s.domains.items():
                 if other["uuid"] == dom.uuid and name != dom.name:
@@ -159,29 +213,8 @@ class SimBase(Driver):
             old = s.domains.get(dom.name)
             if old and old["uuid"] != dom.uuid:
                 raise DomainConflict(f"domain '{dom.name}' already exists with uuid {old['uuid']}")
-            state = old["state"] if old else "shutoff"
-            s.domains[dom.name] = {
-                "uuid": dom.uuid,
-                "xml": dom.xml,
-                "state": state,
-                "memory_kib": dom.memory_kib,
-                "vcpus": dom.vcpus,
-                "persistent": True,
-            }
+            s.domains[dom.name] = self._record(dom, old["state"] if old else "shutoff", True)
             return self._info(dom.name)
-
-    def start(self, name: str) -> DomainInfo:
-        with self.state.change() as s:
-            dom = self._domain(name)
-            if dom["state"] != "shutoff":
-                raise DriverError(f"domain '{name}' is already active", "DOMAIN_ACTIVE")
-            needed = s.reserved_memory_kib() + dom["memory_kib"]
-            if needed > self.config.memory_mib * 1024:
-                raise NoCapacity(
-                    f"host {self.config.host} has not enough free memory to start '{name}'"
-                )
-            dom["state"] = "running"
-            return self._info(name)
 
     def list_domains(self) -> list[DomainInfo]:
         with self.state.lock:

@@ -1,7 +1,8 @@
-"""The sim driver's state: domains and migration jobs, persisted in the host's state directory.
+"""A host's state: domains and migration jobs, persisted in the host's state directory.
 
-Written atomically (temporary file, rename) after every change, so a worker that restarts
-finds its VMs and its half-done migration jobs where it left them.
+Written atomically (temporary file, rename) after every change, so a worker that restarts finds
+its VMs and its half-done migration jobs where it left them. Every driver keeps its state here; the
+file keeps the name the first release gave it, so hosts keep their state across upgrades.
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ from typing import Any
 
 import orjson
 
-STATE_FILE = "sim-state.json"
+STATE_FILE = "sim-state.json"  # the name of the first release, read by every later one
 KEEP_ENDED = 64  # ended jobs kept for idempotent replies to redelivered phases
 
 
-class SimState:
+class HostState:
     """``domains``: name -> facts; ``outgoing``/``incoming``: migration id -> job facts."""
 
     def __init__(self, directory: Path, host_uuid: str | None = None) -> None:
@@ -67,7 +68,7 @@ class SimState:
         self._saved = encoded
 
     @contextmanager
-    def change(self) -> Iterator[SimState]:
+    def change(self) -> Iterator[HostState]:
         """Hold the lock for a read-modify-write, and persist when the block ends."""
         with self.lock:
             try:

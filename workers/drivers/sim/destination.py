@@ -5,18 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from workers import domxml, safexml
-from workers.drivers import stream
 from workers.drivers.base import (
     OFFLINE,
     PAUSED,
     PERSIST_DEST,
+    DomainState,
     DriverError,
     InjectedFault,
     MigrationJob,
     PrepareResult,
 )
-from workers.drivers.simbase import SimBase
-from workers.drivers.simknobs import read_knobs
+from workers.drivers.sim import stream
+from workers.drivers.sim.base import SimBase
+from workers.drivers.sim.knobs import read_knobs
 
 
 class SimDestination(SimBase):
@@ -60,19 +61,12 @@ class SimDestination(SimBase):
         listener = stream.listen(
             self.config.migration_address,
             self.config.ports,
-            self._ports_in_use(),
+            self._prepared_ports(),
             lambda header: self._receive(migration_id, header),
         )
         self._listeners[migration_id] = listener
         address = self.config.migration_address
         incoming.update(uri=f"tcp:{address}:{listener.port}", port=listener.port, status="prepared")
-
-    def _ports_in_use(self) -> set[int]:
-        return {
-            j["port"]
-            for j in self.state.incoming.values()
-            if j.get("port") and j["status"] == "prepared"
-        }
 
     def _receive(self, migration_id: str, header: dict[str, Any]) -> str | None:
         """Called by the listener thread when the source's stream header arrives."""
@@ -125,19 +119,13 @@ class SimDestination(SimBase):
             raise InjectedFault("fault injected in finish by the domain's sim metadata")
         dom = domxml.parse_domain(inc["xml"])
         existing = self.state.domains.get(dom.name)
+        state: DomainState
         if OFFLINE in job.flags:
             state = existing["state"] if existing else "shutoff"
         else:
             state = "paused" if faulty or PAUSED in job.flags else "running"
         persistent = PERSIST_DEST in job.flags or OFFLINE in job.flags or bool(existing)
-        self.state.domains[dom.name] = {
-            "uuid": dom.uuid,
-            "xml": dom.xml,
-            "state": state,
-            "memory_kib": dom.memory_kib,
-            "vcpus": dom.vcpus,
-            "persistent": persistent,
-        }
+        self.state.domains[dom.name] = self._record(dom, state, persistent)
         self._close_listener(job.migration_id)
         inc["status"] = "finished"
         inc["result_cookie"] = self._cookie(job.domain, dom.uuid)

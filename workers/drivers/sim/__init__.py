@@ -1,0 +1,37 @@
+"""The simulated hypervisor: real driver code, as nova's fake driver is, and what scale tests run.
+
+Domains (name, uuid, memory, vcpus, state) persist in the host's state directory; Prepare reserves
+memory against the host's capacity and opens a real TCP port; Perform sends the stream header over
+it and then models the pre-copy in time; faults declared in a domain's metadata make any phase fail.
+"""
+
+from __future__ import annotations
+
+from workers.drivers.registry import DriverSettings
+from workers.drivers.sim.base import SimConfig
+from workers.drivers.sim.destination import SimDestination
+from workers.drivers.sim.source import SimSource
+
+
+class SimDriver(SimSource, SimDestination):
+    """Both sides of the simulated hypervisor on one host."""
+
+
+def from_settings(settings: DriverSettings) -> SimDriver:
+    extra = settings.extra
+    return SimDriver(
+        SimConfig(
+            host=settings.host,
+            state_dir=settings.state_dir,
+            protocols=settings.protocols,
+            memory_mib=settings.memory_mib,
+            migration_address=settings.migration_address,
+            ports=settings.ports,
+            host_uuid=settings.host_uuid,
+            link_mibps=float(extra.get("link_mibps", SimConfig.link_mibps)),
+            time_scale=float(extra.get("time_scale", SimConfig.time_scale)),
+        )
+    )
+
+
+__all__ = ["SimConfig", "SimDriver", "from_settings"]
