@@ -11,12 +11,9 @@ from workers.drivers.base import (
     PAUSED,
     PERSIST_DEST,
     POSTCOPY,
-    UNDEFINE_SOURCE,
 )
+from workers.drivers.flags import KNOWN
 
-KNOWN = frozenset(
-    {LIVE, PAUSED, PERSIST_DEST, UNDEFINE_SOURCE, OFFLINE, ABORT_ON_ERROR, AUTO_CONVERGE, POSTCOPY}
-)
 #: Flags only the source understands; libvirt never sends them to the destination.
 SOURCE_ONLY = frozenset({ABORT_ON_ERROR, AUTO_CONVERGE})
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vmigrate import commands, control_commands
 from vmigrate.options import add_service_options
+from workers.drivers.flags import Flag
 from workers.drivers.registry import DRIVERS
 
 EXIT_REFUSED = 2
@@ -100,17 +101,8 @@ def _add_migrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--not-before", metavar="TIME", help="ISO 8601 with an offset")
     p.add_argument("--deadline", metavar="TIME", help="expire if it cannot start by then")
     p.add_argument("--priority", type=int, default=0, help="higher starts first (default 0)")
-    for flag in (
-        "live",
-        "paused",
-        "persist",
-        "undefine-source",
-        "offline",
-        "auto-converge",
-        "abort-on-error",
-        "postcopy",
-    ):
-        p.add_argument(f"--{flag}", action="store_true")
+    for flag in Flag:
+        p.add_argument(f"--{flag.option}", action="store_true", help=flag.meaning)
     p.add_argument("--wait", action="store_true", help="show progress and wait for the end")
     p.add_argument("--json", action="store_true")
 

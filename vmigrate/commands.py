@@ -10,18 +10,9 @@ import time
 from typing import Any
 
 from vmigrate import output
+from workers.drivers.flags import Flag
 
 UNREACHABLE = frozenset({"BROKER_UNREACHABLE", "HOST_TIMEOUT"})
-FLAG_OPTIONS = {
-    "live": "live",
-    "paused": "paused",
-    "persist": "persist",
-    "undefine_source": "undefine_source",
-    "offline": "offline",
-    "auto_converge": "auto_converge",
-    "abort_on_error": "abort_on_error",
-    "postcopy": "postcopy",
-}
 
 
 def connect() -> Any:
@@ -143,7 +134,7 @@ def _request(args: argparse.Namespace) -> Any:
             xml = args.xml.read_text()
         except OSError as exc:
             raise Refused("FILE_UNREADABLE", f"cannot read {args.xml}: {exc}") from None
-    flags = sorted(name for option, name in FLAG_OPTIONS.items() if getattr(args, option))
+    flags = sorted(flag.value for flag in Flag if getattr(args, flag.value))  # argparse's dest
     return MigrationRequest(
         domain=args.domain,
         source=args.source,

@@ -4,22 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-FLAG_FIELDS = (
-    "live",
-    "paused",
-    "persist",
-    "undefine_source",
-    "offline",
-    "auto_converge",
-    "abort_on_error",
-    "postcopy",
-)
+from workers.drivers.flags import Flag
 
 
-class MigrationIn(BaseModel):
-    """The options of ``vmigrate migrate`` under their long names (dashes or underscores)."""
+class MigrationFields(BaseModel):
+    """The options of ``vmigrate migrate`` under their long names (dashes or underscores); the
+    flags are added from ``workers.drivers.flags.Flag`` (``MigrationIn``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -35,14 +27,17 @@ class MigrationIn(BaseModel):
     not_before: str | None = Field(default=None, alias="not-before")
     deadline: str | None = None
     flags: list[str] = Field(default_factory=list, max_length=16)
-    live: bool = False
-    paused: bool = False
-    persist: bool = False
-    undefine_source: bool = Field(default=False, alias="undefine-source")
-    offline: bool = False
-    auto_converge: bool = Field(default=False, alias="auto-converge")
-    abort_on_error: bool = Field(default=False, alias="abort-on-error")
-    postcopy: bool = False
+
+
+#: The request body: the fields above and one boolean per migration flag.
+MigrationIn = create_model(  # type: ignore[call-overload]
+    "MigrationIn",
+    __base__=MigrationFields,
+    **{
+        flag.value: (bool, Field(default=False, alias=flag.option, description=flag.meaning))
+        for flag in Flag
+    },
+)
 
 
 class EvacuateIn(BaseModel):
@@ -53,10 +48,10 @@ class EvacuateIn(BaseModel):
     drain: bool = False
 
 
-def request_from(body: MigrationIn) -> Any:
+def request_from(body: MigrationFields) -> Any:
     from tasks.submission import MigrationRequest  # noqa: PLC0415
 
-    flags = sorted(set(body.flags) | {f for f in FLAG_FIELDS if getattr(body, f)})
+    flags = sorted(set(body.flags) | {f.value for f in Flag if getattr(body, f.value)})
     return MigrationRequest(
         domain=body.domain,
         source=body.source,

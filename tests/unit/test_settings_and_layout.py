@@ -107,3 +107,22 @@ def test_an_unknown_driver_is_refused_by_name(tmp_path):
         load_driver("xen", settings)
     sim = load_driver("sim", settings)
     assert sim.capabilities().driver == "sim" and sim.capabilities().protocols == frozenset({3})
+
+
+def test_the_cli_the_api_and_the_checks_take_their_flags_from_one_declaration():
+    from tasks.flags import validate_flags
+    from vmigrate.cli import build_parser
+    from vmigrate.schemas import MigrationIn
+    from workers.drivers.flags import KNOWN, Flag
+
+    migrate = build_parser()._subparsers._group_actions[0].choices["migrate"]
+    cli_flags = {
+        a.option_strings[0][2:]
+        for a in migrate._actions
+        if a.option_strings and isinstance(a, type(migrate._option_string_actions["--live"]))
+    }
+    assert cli_flags - {"wait", "json"} == {f.option for f in Flag}  # every other switch a flag
+    fields = MigrationIn.model_json_schema()["properties"]
+    assert {f.option for f in Flag} <= set(fields)
+    assert all(fields[f.option]["description"] == f.meaning for f in Flag)
+    assert set(Flag) == KNOWN and validate_flags(frozenset({"live", "postcopy"}))

@@ -11,17 +11,19 @@ import abc
 from dataclasses import dataclass, field
 from typing import Literal
 
+from workers.drivers.flags import Flag
+
 DomainState = Literal["running", "paused", "shutoff"]
 
-# libvirt's migration flag names, as vmigrate spells them on the wire.
-LIVE = "live"
-PAUSED = "paused"
-PERSIST_DEST = "persist"
-UNDEFINE_SOURCE = "undefine_source"
-OFFLINE = "offline"
-ABORT_ON_ERROR = "abort_on_error"
-AUTO_CONVERGE = "auto_converge"
-POSTCOPY = "postcopy"
+# libvirt's migration flags (declared in workers/drivers/flags.py), by the names drivers use.
+LIVE = Flag.LIVE
+PAUSED = Flag.PAUSED
+PERSIST_DEST = Flag.PERSIST
+UNDEFINE_SOURCE = Flag.UNDEFINE_SOURCE
+OFFLINE = Flag.OFFLINE
+ABORT_ON_ERROR = Flag.ABORT_ON_ERROR
+AUTO_CONVERGE = Flag.AUTO_CONVERGE
+POSTCOPY = Flag.POSTCOPY
 
 
 class DriverError(Exception):

@@ -10,6 +10,7 @@ from workers import domxml
 from workers.drivers.base import (
     PAUSED,
     PERSIST_DEST,
+    POSTCOPY,
     DomainState,
     DriverError,
     MigrationJob,
@@ -44,7 +45,7 @@ class QemuDestination(QemuBase):
             self._check_room(dom.memory_kib)
             paths = self._launch(dom.name, dom.xml, incoming=True)
             try:
-                if "postcopy" in job.flags:
+                if POSTCOPY in job.flags:
                     caps = [{"capability": "postcopy-ram", "state": True}]
                     qmp.execute(paths.qmp, "migrate-set-capabilities", {"capabilities": caps})
                 port, uri = self._listen_incoming(paths)
