@@ -14,26 +14,31 @@ from pathlib import Path
 from typing import Any
 
 
+def env(default: Any, name: str) -> Any:
+    """A setting's default, and the environment variable that overrides it (named beside it)."""
+    return field(default=default, metadata={"env": name})
+
+
 @dataclass(frozen=True)
 class Settings:
     #: Broker and state store. ``None`` means the embedded broker (see broker/embedded.py).
-    broker_url: str | None = None
+    broker_url: str | None = env(None, "VMIGRATE_BROKER_URL")
     #: Seconds between two host heartbeats.
-    heartbeat_interval: float = 2.0
+    heartbeat_interval: float = env(2.0, "VMIGRATE_HEARTBEAT_INTERVAL")
     #: A host whose last heartbeat is older than this is shown as dead and gets no new work.
-    host_ttl: float = 10.0
+    host_ttl: float = env(10.0, "VMIGRATE_HOST_TTL")
     #: Seconds between two progress polls of a running Perform (short tasks, never one long one).
-    poll_interval: float = 0.2
+    poll_interval: float = env(0.2, "VMIGRATE_POLL_INTERVAL")
     #: kombu's Redis visibility timeout: an unacknowledged message is redelivered after this.
     #: Every vmigrate task is far shorter, so a redelivery only follows a crash.
     visibility_timeout: int = 300
     #: Threads per host worker and per dispatcher process.
-    worker_concurrency: int = 4
+    worker_concurrency: int = env(4, "VMIGRATE_WORKER_CONCURRENCY")
     #: TCP ports a destination allocates for incoming migration streams.
-    migration_port_min: int = 49152
-    migration_port_max: int = 49215
+    migration_port_min: int = env(49152, "VMIGRATE_MIGRATION_PORT_MIN")
+    migration_port_max: int = env(49215, "VMIGRATE_MIGRATION_PORT_MAX")
     #: Address a destination advertises in the URI it returns from Prepare.
-    migration_address: str = "127.0.0.1"
+    migration_address: str = env("127.0.0.1", "VMIGRATE_MIGRATION_ADDRESS")
     #: Largest domain XML or cookie accepted anywhere, in bytes.
     max_xml_bytes: int = 1_048_576
     #: How long ``vmigrate`` waits for a host to answer a control command (define, start...).
@@ -42,15 +47,15 @@ class Settings:
     record_ttl: int = 30 * 24 * 3600
     #: A phase message unanswered (or a phase unfinished) this long is sent again; the driver's
     #: phases are idempotent, and fencing makes a second copy harmless.
-    phase_timeout: float = 30.0
+    phase_timeout: float = env(30.0, "VMIGRATE_PHASE_TIMEOUT")
     #: A Perform whose progress poll has not run for this long gets a new poll.
-    poll_stale_after: float = 10.0
+    poll_stale_after: float = env(10.0, "VMIGRATE_POLL_STALE_AFTER")
     #: A host without heartbeat this long is dead: its pending phases fail with HOST_DOWN and the
     #: migration rolls back (or, past the hand-over, forward).
-    host_dead_after: float = 60.0
+    host_dead_after: float = env(60.0, "VMIGRATE_HOST_DEAD_AFTER")
     #: QEMU driver: a migration still running after this many seconds per GiB of guest RAM is
     #: aborted, or switched to post-copy when allowed (KubeVirt's default, 150).
-    completion_timeout_per_gib: float = 150.0
+    completion_timeout_per_gib: float = env(150.0, "VMIGRATE_COMPLETION_TIMEOUT_PER_GIB")
     #: How long a signed message stays valid, in seconds.
     message_ttl: float = 600.0
     #: Key files for signing messages: key id -> path. Empty: a generated single-machine key.
@@ -67,7 +72,7 @@ class Settings:
     #: A waiting migration gains one priority step per this many seconds (no starvation).
     ageing_seconds: float = 600.0
     #: Seconds between two scheduler ticks (release of queued migrations).
-    scheduler_interval: float = 1.0
+    scheduler_interval: float = env(1.0, "VMIGRATE_SCHEDULER_INTERVAL")
     #: How far into each queue line a tick looks: its cost is bounded by this, not by the queue.
     scheduler_scan: int = 500
     #: Named windows (``[windows.NAME]`` with ``timezone`` and ``ranges``).
@@ -80,20 +85,9 @@ class Settings:
     celery: dict[str, Any] = field(default_factory=dict)
 
 
+#: Environment variable -> setting, from the ``env(...)`` beside each setting above.
 ENV_OVERRIDES: dict[str, str] = {
-    "VMIGRATE_BROKER_URL": "broker_url",
-    "VMIGRATE_HEARTBEAT_INTERVAL": "heartbeat_interval",
-    "VMIGRATE_HOST_TTL": "host_ttl",
-    "VMIGRATE_POLL_INTERVAL": "poll_interval",
-    "VMIGRATE_WORKER_CONCURRENCY": "worker_concurrency",
-    "VMIGRATE_PHASE_TIMEOUT": "phase_timeout",
-    "VMIGRATE_POLL_STALE_AFTER": "poll_stale_after",
-    "VMIGRATE_HOST_DEAD_AFTER": "host_dead_after",
-    "VMIGRATE_SCHEDULER_INTERVAL": "scheduler_interval",
-    "VMIGRATE_COMPLETION_TIMEOUT_PER_GIB": "completion_timeout_per_gib",
-    "VMIGRATE_MIGRATION_ADDRESS": "migration_address",
-    "VMIGRATE_MIGRATION_PORT_MIN": "migration_port_min",
-    "VMIGRATE_MIGRATION_PORT_MAX": "migration_port_max",
+    f.metadata["env"]: f.name for f in fields(Settings) if "env" in f.metadata
 }
 
 

@@ -9,7 +9,6 @@ has ended (or vanished with a crashed dispatcher) is reclaimed.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from dataclasses import asdict, dataclass
 
@@ -137,9 +136,3 @@ def release_slot(client: Client, migration_id: str) -> bool:
 
 def slot_holders(client: Client) -> dict[str, dict[str, object]]:
     return {text(k): json.loads(v) for k, v in client.hgetall(keys.slots()).items()}
-
-
-def epoch(iso: str | None) -> float:
-    if not iso:
-        return 0.0
-    return dt.datetime.fromisoformat(iso).timestamp()  # 3.11 reads a trailing Z

@@ -18,7 +18,7 @@ from tasks import fencing, flow, metrics
 from tasks.crashpoints import maybe_crash
 from tasks.fencing import Verdict
 from tasks.hostside import HostContext, current_host, job_for
-from tasks.protocol import Phase
+from tasks.protocol import Phase, Step
 from tasks.publish import finished, publish_poll, publish_step, seconds_left
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
@@ -91,8 +91,7 @@ def _execute(
 ) -> flow.Outcome:
     assert record.protocol is not None
     job = job_for(record, phase)
-    compensating = cancelled or phase in (Phase.ABORT_INCOMING, Phase.DESTROY_SOURCE)
-    if not compensating and record.protocol not in ctx.protocols:
+    if not Step(phase, cancelled).compensating and record.protocol not in ctx.protocols:
         return _failure(
             "VERSION_UNSUPPORTED",
             f"host {ctx.host} does not support migration protocol v{record.protocol} "

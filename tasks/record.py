@@ -16,11 +16,18 @@ from typing import Any
 
 import orjson
 
-from tasks.states import State, check_transition
+from tasks.states import TERMINAL, State, check_transition
 
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def epoch(iso: str | None) -> float:
+    """A record's time (``now_iso``) as epoch seconds; 0 when absent."""
+    if not iso:
+        return 0.0
+    return dt.datetime.fromisoformat(iso).timestamp()  # 3.11 reads the trailing Z
 
 
 def new_migration_id() -> str:
@@ -86,7 +93,7 @@ class MigrationRecord:
 
     @property
     def terminal(self) -> bool:
-        return State(self.state) in {State.COMPLETED, State.FAILED, State.CANCELLED, State.EXPIRED}
+        return State(self.state) in TERMINAL
 
     @property
     def admitted(self) -> bool:

@@ -21,14 +21,13 @@ from tasks.admission import (
     Candidate,
     Limits,
     admission_order,
-    epoch,
     line_score,
     release_slot,
     slot_holders,
     take_slots,
 )
 from tasks.publish import finished, publish_start
-from tasks.record import MigrationRecord
+from tasks.record import MigrationRecord, epoch
 from tasks.runtime import runtime
 from tasks.states import State
 from tasks.windows import Window, all_open, next_open, parse_window

@@ -7,7 +7,6 @@ refuse (return None) when the record is not in the state it expects.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import re
 from collections.abc import Callable, Iterator
@@ -16,7 +15,7 @@ from typing import Any, TypeVar
 from broker import keys
 from broker.connection import Client, text
 from tasks.errors import Refused
-from tasks.record import MigrationRecord
+from tasks.record import MigrationRecord, epoch
 
 T = TypeVar("T")
 
@@ -87,7 +86,7 @@ class RecordStore:
         if not created:
             return False
         with self.redis.pipeline() as pipe:
-            pipe.zadd(keys.migrations(), {record.id: _epoch(record.created)})
+            pipe.zadd(keys.migrations(), {record.id: epoch(record.created)})
             pipe.sadd(keys.active(), record.id)
             if record.admitted:
                 pipe.sadd(keys.running(), record.id)
@@ -212,7 +211,3 @@ class RecordStore:
     def list(self, limit: int = 1000) -> list[MigrationRecord]:
         found = self.get_raw_many(self.list_ids(limit))
         return [MigrationRecord.from_json(text(t)) for t in found if t]
-
-
-def _epoch(iso: str) -> float:
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()

@@ -14,6 +14,13 @@ from typing import Any
 from broker import keys
 from broker.queues import InvalidHostName, check_host_name
 from tasks.admission import Limits, release_slot, take_slots
+from tasks.bounds import (
+    ID_CHARS,
+    MAX_BANDWIDTH_MIBPS,
+    MAX_ID_LENGTH,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+)
 from tasks.errors import Refused
 from tasks.flags import validate_flags
 from tasks.negotiation import Wants, negotiate
@@ -25,9 +32,6 @@ from tasks.scheduler import QueueEntry, classify, enqueue, load_windows, tick
 from tasks.states import State
 from workers import domxml, safexml
 from workers.drivers.base import OFFLINE
-
-MAX_BANDWIDTH_MIBPS = 1_000_000
-ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 
 
 @dataclass
@@ -71,9 +75,11 @@ def _check_names(request: MigrationRequest) -> None:
     if request.source == request.destination:
         raise Refused("SAME_HOST", "source and destination are the same host")
     if request.id is not None and (
-        not request.id or not set(request.id) <= ID_CHARS or len(request.id) > 64
+        not request.id or not set(request.id) <= ID_CHARS or len(request.id) > MAX_ID_LENGTH
     ):
-        raise Refused("INVALID_ID", "a migration id is 1-64 letters, digits, '-' or '_'")
+        raise Refused(
+            "INVALID_ID", f"a migration id is 1-{MAX_ID_LENGTH} letters, digits, '-' or '_'"
+        )
 
 
 def _check_options(request: MigrationRequest) -> frozenset[str]:
@@ -116,9 +122,10 @@ def parse_time(value: str | None, what: str) -> float:
 def _schedule(request: MigrationRequest) -> QueueEntry:
     settings = runtime().settings
     pri = request.priority
-    if isinstance(pri, bool) or not isinstance(pri, int) or not -1000 <= pri <= 1000:
+    if isinstance(pri, bool) or not isinstance(pri, int) or not MIN_PRIORITY <= pri <= MAX_PRIORITY:
         raise Refused(
-            "INVALID_PRIORITY", f"priority must be an integer from -1000 to 1000, not {pri!r}"
+            "INVALID_PRIORITY",
+            f"priority must be an integer from {MIN_PRIORITY} to {MAX_PRIORITY}, not {pri!r}",
         )
     not_before = parse_time(request.not_before, "--not-before")
     deadline = parse_time(request.deadline, "--deadline")
@@ -243,7 +250,7 @@ def record_refusal(data: Any, refused: Refused) -> MigrationRecord | None:
     if not all(isinstance(n, str) and n for n in names):
         return None
     migration_id, domain, source, destination = (str(n) for n in names)
-    if not set(migration_id) <= ID_CHARS or len(migration_id) > 64:
+    if not set(migration_id) <= ID_CHARS or len(migration_id) > MAX_ID_LENGTH:
         return None
     record = MigrationRecord(
         id=migration_id,

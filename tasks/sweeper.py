@@ -20,11 +20,10 @@ import time
 from broker import keys
 from broker.queues import host_queue
 from tasks import flow
-from tasks.admission import epoch
 from tasks.phases import complete
 from tasks.protocol import Phase, Step
 from tasks.publish import PHASE_TASK, phase_message, publish_poll, publish_start, send
-from tasks.record import MigrationRecord
+from tasks.record import MigrationRecord, epoch
 from tasks.registry import down_for
 from tasks.runtime import runtime
 from tasks.states import State

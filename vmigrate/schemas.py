@@ -6,6 +6,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from tasks.bounds import (
+    DEFAULT_MAX_XML_BYTES,
+    MAX_BANDWIDTH_MIBPS,
+    MAX_ID_LENGTH,
+    MAX_PRIORITY,
+    MIN_PRIORITY,
+)
 from workers.drivers.flags import Flag
 
 
@@ -19,10 +26,10 @@ class MigrationFields(BaseModel):
     source: str = Field(min_length=1, max_length=63)
     destination: str = Field(min_length=1, max_length=63)
     dname: str | None = Field(default=None, max_length=64)
-    xml: str | None = Field(default=None, max_length=1_048_576)
-    bandwidth: int | None = Field(default=None, gt=0, le=1_000_000, description="MiB/s")
-    id: str | None = Field(default=None, max_length=64)
-    priority: int = Field(default=0, ge=-1000, le=1000)
+    xml: str | None = Field(default=None, max_length=DEFAULT_MAX_XML_BYTES)
+    bandwidth: int | None = Field(default=None, gt=0, le=MAX_BANDWIDTH_MIBPS, description="MiB/s")
+    id: str | None = Field(default=None, max_length=MAX_ID_LENGTH)
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     window: str | None = None
     not_before: str | None = Field(default=None, alias="not-before")
     deadline: str | None = None

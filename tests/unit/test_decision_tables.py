@@ -7,9 +7,10 @@ import pytest
 
 from broker.settings import Settings
 from tasks import protocol
-from tasks.admission import Candidate, Limits, effective_priority, epoch, reserved_bandwidth
+from tasks.admission import Candidate, Limits, effective_priority, reserved_bandwidth
 from tasks.negotiation import Wants, why_not
 from tasks.protocol import Phase, Step
+from tasks.record import epoch
 from tasks.states import InvalidTransition, State, check_transition
 
 

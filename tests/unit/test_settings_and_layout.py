@@ -126,3 +126,12 @@ def test_the_cli_the_api_and_the_checks_take_their_flags_from_one_declaration():
     assert {f.option for f in Flag} <= set(fields)
     assert all(fields[f.option]["description"] == f.meaning for f in Flag)
     assert set(Flag) == KNOWN and validate_flags(frozenset({"live", "postcopy"}))
+
+
+def test_every_environment_override_is_documented_beside_its_setting():
+    from broker.settings import ENV_OVERRIDES
+
+    rows = (ROOT / "docs" / "configuration.md").read_text().splitlines()
+    for env_name, setting in ENV_OVERRIDES.items():
+        row = next((r for r in rows if f"`{env_name}`" in r), None)
+        assert row is not None and f"`{setting}`" in row, (env_name, setting)

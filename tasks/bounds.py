@@ -1,0 +1,16 @@
+"""The bounds of a migration request, declared once: submission checks them, the API's request
+model and the CLI's options are made from them."""
+
+from __future__ import annotations
+
+from broker.settings import Settings
+
+#: A migration's bandwidth cap, in MiB/s.
+MAX_BANDWIDTH_MIBPS = 1_000_000
+#: Priorities: higher starts first.
+MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
+#: A migration id the caller chooses: 1-64 of these characters.
+ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
+MAX_ID_LENGTH = 64
+#: A destination XML (--xml): at most the configured ``max_xml_bytes`` (this is its default).
+DEFAULT_MAX_XML_BYTES = Settings.max_xml_bytes
