@@ -10,6 +10,7 @@ from typing import Any
 from broker import keys
 from broker.queues import DISPATCHER, host_queue
 from tasks import flow
+from tasks.lua import lua_script
 from tasks.protocol import Phase, Step
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
@@ -21,10 +22,7 @@ START_TASK = "vmigrate.dispatcher.start"
 TICK_TASK = "vmigrate.dispatcher.tick"
 SUBMIT_TASK = "vmigrate.submit"
 
-_RELEASE_GUARD = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+_RELEASE_GUARD = lua_script("release_guard")
 
 
 def send(task: str, args: list[Any], queue: str, countdown: float | None = None) -> None:

@@ -135,3 +135,17 @@ def test_every_environment_override_is_documented_beside_its_setting():
     for env_name, setting in ENV_OVERRIDES.items():
         row = next((r for r in rows if f"`{env_name}`" in r), None)
         assert row is not None and f"`{setting}`" in row, (env_name, setting)
+
+
+def test_lua_lives_in_lua_files():
+    inline = [
+        p.relative_to(ROOT)
+        for p in modules("broker/**/*.py", "tasks/**/*.py", "workers/**/*.py", "vmigrate/**/*.py")
+        if "redis.call(" in p.read_text()
+    ]
+    assert not inline
+    assert {p.name for p in (ROOT / "tasks").glob("*.lua")} == {
+        "admit.lua",
+        "release_guard.lua",
+        "swap_record.lua",
+    }
