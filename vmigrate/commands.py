@@ -58,7 +58,7 @@ def worker(args: argparse.Namespace) -> int:
 
 
 def dispatcher(args: argparse.Namespace) -> int:
-    from workers.host import run_dispatcher  # noqa: PLC0415
+    from workers.dispatcher import run_dispatcher  # noqa: PLC0415
 
     connect()
     run_dispatcher(args.loglevel, log_format=args.log_format, metrics_port=args.metrics_port)

@@ -67,7 +67,7 @@ def undrain(args: argparse.Namespace) -> int:
 
 
 def scheduler(args: argparse.Namespace) -> int:
-    from workers.host import run_scheduler  # noqa: PLC0415
+    from workers.dispatcher import run_scheduler  # noqa: PLC0415
 
     connect()
     run_scheduler()
@@ -76,7 +76,7 @@ def scheduler(args: argparse.Namespace) -> int:
 
 def api(args: argparse.Namespace) -> int:
     from vmigrate.api import serve  # noqa: PLC0415
-    from workers.host import observability, warn_if_volatile  # noqa: PLC0415
+    from workers.service import observability, warn_if_volatile  # noqa: PLC0415
 
     rt = connect()
     observability(args.loglevel, args.log_format, args.metrics_port)

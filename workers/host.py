@@ -8,16 +8,14 @@ pool (the driver's state lives in this process) on ``vmigrate.host.<name>``.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from broker.connection import Client, persistence_warning
 from broker.queues import check_host_name, host_queue
 from workers.drivers.base import Driver
 from workers.drivers.registry import DriverSettings, UnknownDriver, load_driver
+from workers.service import observability, run_celery_worker, warn_if_volatile
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +60,6 @@ def build_driver(options: HostOptions, host: str, state_dir: Path) -> Driver:
         )
     except UnknownDriver as exc:
         raise SystemExit(str(exc)) from None
-
-
-def warn_if_volatile(client: Client) -> None:
-    message = persistence_warning(client)
-    if message:
-        print(f"vmigrate: {message}", file=sys.stderr)
 
 
 def _heartbeat_loop(hosts: list[str], interval: float, ttl: float, stop: threading.Event) -> None:
@@ -158,72 +150,3 @@ def run_host_worker(options: HostOptions, home: Path) -> None:
         stop.set()
         for host in hosts:
             unregister_alive(rt.redis, host)
-
-
-def observability(loglevel: str, log_format: str, metrics_port: int | None) -> None:
-    """Logs to stderr (text or JSON lines) and, with a port, Prometheus metrics on /metrics."""
-    from tasks import logs, metrics  # noqa: PLC0415
-
-    logs.configure(loglevel, log_format)
-    if metrics_port:
-        metrics.serve(metrics_port)
-
-
-def run_celery_worker(queue: str, node_name: str, loglevel: str) -> None:
-    from tasks.runtime import runtime  # noqa: PLC0415
-
-    rt = runtime()
-    rt.app.worker_main(
-        argv=[
-            "worker",
-            "-Q",
-            queue,
-            "-n",
-            node_name,
-            "-P",
-            "threads",
-            "-c",
-            str(rt.settings.worker_concurrency),
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "-l",
-            loglevel,
-        ]
-    )
-
-
-def run_dispatcher(
-    loglevel: str = "WARNING",
-    ticker: bool = True,
-    log_format: str = "text",
-    metrics_port: int | None = None,
-) -> None:
-    """A dispatcher process: consumes the dispatcher queue and ticks the scheduler.
-
-    Several may run at once: admission is atomic, and every record change is a compare-and-set.
-    """
-    from broker.queues import DISPATCHER  # noqa: PLC0415
-    from tasks.runtime import runtime  # noqa: PLC0415
-    from tasks.scheduler import run_ticker  # noqa: PLC0415
-
-    observability(loglevel, log_format, metrics_port)
-    warn_if_volatile(runtime().redis)
-    stop = threading.Event()
-    if ticker:
-        threading.Thread(target=run_ticker, args=(stop,), daemon=True, name="ticker").start()
-    try:
-        run_celery_worker(DISPATCHER, f"dispatcher-{os.getpid()}@vmigrate", loglevel)
-    finally:
-        stop.set()
-
-
-def run_scheduler() -> None:
-    """A standalone scheduler: ticks until interrupted (a dispatcher already does this)."""
-    from tasks.scheduler import run_ticker  # noqa: PLC0415
-
-    stop = threading.Event()
-    try:
-        run_ticker(stop)
-    except KeyboardInterrupt:
-        stop.set()

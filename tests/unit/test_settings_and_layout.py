@@ -63,10 +63,17 @@ def modules(*patterns: str) -> list[Path]:
                 "workers/cookie.py",
                 "workers/safexml.py",
             ),
-            ("tasks", "broker", "vmigrate", "workers.host"),
+            (
+                "tasks",
+                "broker",
+                "vmigrate",
+                "workers.host",
+                "workers.dispatcher",
+                "workers.service",
+            ),
         ),
         (("broker/*.py",), ("tasks", "workers", "vmigrate")),
-        (("tasks/*.py",), ("vmigrate", "workers.host")),
+        (("tasks/*.py",), ("vmigrate", "workers.host", "workers.dispatcher", "workers.service")),
     ],
 )
 def test_dependencies_point_one_way(files, forbidden):
