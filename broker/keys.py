@@ -112,7 +112,8 @@ def tick_again() -> str:
 
 
 def active() -> str:
-    """Set of the ids of migrations not yet ended (what the sweeper looks at)."""
+    """Set of the ids of migrations not yet ended, queued and waiting ones included: what the
+    ``running`` set is rebuilt from."""
     return f"{PREFIX}:active"
 
 

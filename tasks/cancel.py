@@ -8,9 +8,9 @@ migration completes, with a warning saying so.
 
 from __future__ import annotations
 
+from tasks.ending import finished
 from tasks.errors import VMigrateError
 from tasks.flow import CANCELLED_ERROR
-from tasks.publish import finished
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
 from tasks.scheduler import dequeue

@@ -10,9 +10,10 @@ import logging
 
 from tasks import flow
 from tasks.crashpoints import maybe_crash
+from tasks.ending import finished
 from tasks.errors import Refused
 from tasks.negotiation import Wants, negotiate
-from tasks.publish import finished, publish_step
+from tasks.publish import publish_step
 from tasks.record import MigrationRecord
 from tasks.registry import HostInfo, read_hosts
 from tasks.runtime import runtime

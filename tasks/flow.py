@@ -32,7 +32,7 @@ def host_of(record: MigrationRecord, step: Step) -> str:
     return record.source if step.side == protocol.SOURCE else record.destination
 
 
-def send(record: MigrationRecord, step: Step) -> Step:
+def send_step(record: MigrationRecord, step: Step) -> Step:
     """Make ``step`` the one phase in flight (the caller publishes its message)."""
     seq = record.step.seq + 1 if record.step else 1
     record.step = StepState(seq=seq, phase=step.phase.value, cancelled=step.cancelled)
@@ -46,7 +46,7 @@ def start_attempt(record: MigrationRecord, version: int) -> Step:
     record.attempt += 1
     record.fallback_to = None
     record.exchange = {k: v for k, v in record.exchange.items() if k == "source_state"}
-    return send(record, protocol.first_step(version))
+    return send_step(record, protocol.first_step(version))
 
 
 def open_phase(record: MigrationRecord, host: str) -> None:
@@ -111,7 +111,7 @@ def compensate(record: MigrationRecord, steps: tuple[Step, ...] | list[Step]) ->
         return None
     first, *rest = steps
     record.todo = [[s.phase.value, s.cancelled] for s in rest]
-    return send(record, first)
+    return send_step(record, first)
 
 
 def _after_success(record: MigrationRecord, step: Step, outcome: Outcome) -> Step | None:
@@ -132,7 +132,7 @@ def _after_success(record: MigrationRecord, step: Step, outcome: Outcome) -> Ste
     if following is None:
         _terminal(record, State.COMPLETED)
         return None
-    return send(record, following)
+    return send_step(record, following)
 
 
 def _remaining(record: MigrationRecord) -> list[Step]:
@@ -162,7 +162,7 @@ def _after_failure(record: MigrationRecord, step: Step, outcome: Outcome) -> Ste
         record.warnings.append(
             f"confirm on {host} failed ({error['message']}); ending the source copy by force"
         )
-        return send(record, Step(Phase.DESTROY_SOURCE))
+        return send_step(record, Step(Phase.DESTROY_SOURCE))
     if error["code"] == VERSION_UNSUPPORTED and not record.cancel_requested:
         record.fallback_to = _choose_fallback(record, version, host)
     if record.fallback_to is None and record.error is None:

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 
 from broker import keys
 
-PHASES = Histogram(
+PHASE_SECONDS = Histogram(
     "vmigrate_phase_duration_seconds",
     "Time a migration phase took on this host",
     ["phase", "protocol", "outcome"],
@@ -103,4 +103,4 @@ def serve(port: int) -> None:
 
 
 def phase_done(phase: str, protocol: int | None, ok: bool, seconds: float) -> None:
-    PHASES.labels(phase, str(protocol or ""), "ok" if ok else "failed").observe(seconds)
+    PHASE_SECONDS.labels(phase, str(protocol or ""), "ok" if ok else "failed").observe(seconds)

@@ -16,10 +16,11 @@ from typing import Any
 
 from tasks import fencing, flow, metrics
 from tasks.crashpoints import maybe_crash
+from tasks.ending import finished
 from tasks.fencing import Verdict
 from tasks.hostside import HostContext, current_host, job_for
 from tasks.protocol import Phase, Step
-from tasks.publish import finished, publish_poll, publish_step, seconds_left
+from tasks.publish import publish_poll, publish_step, seconds_left
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
 from workers.drivers.base import DriverError, MigrationJob, TransferStatus
@@ -98,7 +99,7 @@ def _execute(
             f"(it supports {sorted(ctx.protocols)})",
         )
     try:
-        outputs = PHASES[phase](ctx, job, record, cancelled)
+        outputs = DRIVER_CALLS[phase](ctx, job, record, cancelled)
     except DriverError as exc:
         return _failure(exc.code, str(exc))
     except ValueError as exc:  # invalid XML or knobs that reached the driver
@@ -247,7 +248,7 @@ def _destroy_source(
     return {}
 
 
-PHASES: dict[
+DRIVER_CALLS: dict[
     Phase, Callable[[HostContext, MigrationJob, MigrationRecord, bool], dict[str, Any]]
 ] = {
     Phase.DUMPXML: _dumpxml,

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from broker import keys
 from broker.queues import DISPATCHER, host_queue
 from tasks import flow
-from tasks.lua import lua_script
 from tasks.protocol import Phase, Step
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
@@ -21,8 +19,6 @@ CONTROL_TASK = "vmigrate.host.control"
 START_TASK = "vmigrate.dispatcher.start"
 TICK_TASK = "vmigrate.dispatcher.tick"
 SUBMIT_TASK = "vmigrate.submit"
-
-_RELEASE_GUARD = lua_script("release_guard")
 
 
 def send(task: str, args: list[Any], queue: str, countdown: float | None = None) -> None:
@@ -82,13 +78,3 @@ def publish_poll(record: MigrationRecord, host: str, left: float | None = None) 
 
 def publish_start(migration_id: str) -> None:
     send(START_TASK, [migration_id], DISPATCHER)
-
-
-def finished(record: MigrationRecord) -> None:
-    """A migration ended: let the next migration of this domain in, free its slot, and tick
-    so that a waiting migration can take the slot at once."""
-    client = runtime().redis
-    guard = keys.active_domain(record.source, record.domain)
-    client.eval(_RELEASE_GUARD, 1, guard, record.id)  # type: ignore[no-untyped-call]
-    if client.hdel(keys.slots(), record.id) and client.hlen(keys.queue()):
-        send(TICK_TASK, [], DISPATCHER)

@@ -26,7 +26,8 @@ from tasks.admission import (
     slot_holders,
     take_slots,
 )
-from tasks.publish import finished, publish_start
+from tasks.ending import finished
+from tasks.publish import publish_start
 from tasks.record import MigrationRecord, epoch
 from tasks.runtime import runtime
 from tasks.states import State

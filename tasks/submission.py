@@ -11,8 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from broker import keys
 from broker.queues import InvalidHostName, check_host_name
+from tasks import domain_guard
 from tasks.admission import Limits, release_slot, take_slots
 from tasks.bounds import (
     ID_CHARS,
@@ -218,7 +218,7 @@ def submit(request: MigrationRequest) -> MigrationRecord:
     )
     entry.id = record.id
     due = classify([entry], load_windows(runtime().settings.windows), dt.datetime.now(dt.UTC)).due
-    _take_guard(record)
+    domain_guard.take(runtime().redis, record)
     # Nothing waits and a slot is free: the record is born pending and goes straight to a
     # dispatcher. A slot whose record never got written (a crash here) is reclaimed by a tick.
     admitted = due and take_slots(
@@ -228,7 +228,7 @@ def submit(request: MigrationRequest) -> MigrationRecord:
     if not runtime().store.create(record):
         if admitted:
             release_slot(runtime().redis, record.id)
-        runtime().redis.delete(keys.active_domain(record.source, record.domain))
+        domain_guard.release(runtime().redis, record)
         raise Refused("DUPLICATE_ID", f"a migration with id {record.id!r} already exists")
     if admitted:
         publish_start(record.id)
@@ -261,16 +261,3 @@ def record_refusal(data: Any, refused: Refused) -> MigrationRecord | None:
         error=refused.as_dict(),
     )
     return record if runtime().store.create(record) else None
-
-
-def _take_guard(record: MigrationRecord) -> None:
-    """One migration per domain at a time, across the whole fleet."""
-    client = runtime().redis
-    guard = keys.active_domain(record.source, record.domain)
-    if not client.set(guard, record.id, nx=True):
-        holder = client.get(guard) or "unknown"
-        raise Refused(
-            "MIGRATION_IN_PROGRESS",
-            f"another migration ({holder!s}) is already running for domain {record.domain!r} "
-            f"on {record.source!r}",
-        )

@@ -6,10 +6,10 @@ import argparse
 import json
 import os
 import sys
-import time
 from typing import Any
 
 from vmigrate import output
+from vmigrate.follow import wait_for
 from workers.drivers.flags import Flag
 
 UNREACHABLE = frozenset({"BROKER_UNREACHABLE", "HOST_TIMEOUT"})
@@ -170,20 +170,6 @@ def migrate(args: argparse.Namespace) -> int:
     else:
         print(output.record_text(final))
     return 0 if final.state == "completed" else 1
-
-
-def wait_for(store: Any, migration_id: str, progress: bool, interval: float = 0.1) -> Any:
-    """Follow a migration until it ends, printing each change of state and progress to stderr."""
-    last = None
-    while True:
-        record = store.get(migration_id)
-        seen = (record.state, int(record.progress.get("percent", 0)))
-        if progress and seen != last:
-            print(output.progress_line(record), file=sys.stderr)
-            last = seen
-        if record.terminal:
-            return record
-        time.sleep(interval)
 
 
 def show(args: argparse.Namespace) -> int:

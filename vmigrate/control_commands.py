@@ -8,7 +8,8 @@ import time
 from typing import Any
 
 from vmigrate import output
-from vmigrate.commands import connect, wait_for
+from vmigrate.commands import connect
+from vmigrate.follow import wait_for
 from vmigrate.options import add_service_options
 
 

@@ -68,7 +68,7 @@ def _run(scenario: Scenario) -> dict[str, Any]:
     from tasks.errors import Refused  # noqa: PLC0415
     from tasks.runtime import runtime  # noqa: PLC0415
     from tasks.submission import MigrationRequest, submit  # noqa: PLC0415
-    from vmigrate.commands import wait_for  # noqa: PLC0415
+    from vmigrate.follow import wait_for  # noqa: PLC0415
 
     rt = runtime()
     if scenario.stale_registry:  # as if "legacy" registered before a downgrade

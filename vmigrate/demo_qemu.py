@@ -80,7 +80,7 @@ def _migrate(
 ) -> None:
     from tasks.runtime import runtime  # noqa: PLC0415
     from tasks.submission import MigrationRequest, submit  # noqa: PLC0415
-    from vmigrate.commands import wait_for  # noqa: PLC0415
+    from vmigrate.follow import wait_for  # noqa: PLC0415
 
     already = len(_heartbeats(home, destination, name))  # lines from an earlier stay there
     started = time.monotonic()

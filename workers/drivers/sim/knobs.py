@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from workers import safexml
 
 NAMESPACE = "urn:vmigrate:sim:1"
-PHASES = ("begin", "prepare", "perform", "finish", "confirm")
+FAULT_PHASES = ("begin", "prepare", "perform", "finish", "confirm")
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,9 @@ def read_knobs(xml: str | None) -> SimKnobs:
     faults = set()
     for fault in sim.findall(f"{{{NAMESPACE}}}fault"):
         phase = fault.get("phase", "")
-        if phase not in PHASES:
-            raise ValueError(f"sim fault phase must be one of {', '.join(PHASES)}, not {phase!r}")
+        if phase not in FAULT_PHASES:
+            raise ValueError(
+                f"sim fault phase must be one of {', '.join(FAULT_PHASES)}, not {phase!r}"
+            )
         faults.add(phase)
     return SimKnobs(rate, frozenset(faults))
