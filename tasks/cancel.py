@@ -11,9 +11,9 @@ from __future__ import annotations
 from tasks.ending import finished
 from tasks.errors import VMigrateError
 from tasks.flow import CANCELLED_ERROR
+from tasks.queue_store import dequeue
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
-from tasks.scheduler import dequeue
 from tasks.states import State
 
 AT_ONCE = (State.QUEUED, State.WAITING, State.PENDING)

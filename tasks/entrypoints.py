@@ -19,7 +19,7 @@ from celery import Task
 
 from broker.app import get_app
 from broker.security import Unauthentic
-from tasks import control, dispatcher, metrics, phases, scheduler, submission
+from tasks import control, dispatcher, metrics, phases, submission, ticker
 from tasks.errors import Refused
 from tasks.logs import migration_context
 from tasks.publish import (
@@ -94,7 +94,7 @@ def start(self: Task, migration_id: str) -> str:
 @authentic
 def tick(self: Task) -> dict[str, int] | None:
     """Release queued migrations now (sent when a slot frees up); coalesces with a running one."""
-    return {"ticks": scheduler.tick_soon()}
+    return {"ticks": ticker.tick_soon()}
 
 
 @app.task(name=SUBMIT_TASK, bind=True)

@@ -25,10 +25,12 @@ from tasks.errors import Refused
 from tasks.flags import validate_flags
 from tasks.negotiation import Wants, negotiate
 from tasks.publish import publish_start
+from tasks.queue_store import enqueue
 from tasks.record import MigrationRecord, new_migration_id
 from tasks.registry import HostInfo, read_hosts
+from tasks.release_rules import QueueEntry, classify, load_windows
 from tasks.runtime import runtime
-from tasks.scheduler import QueueEntry, classify, enqueue, load_windows, tick
+from tasks.scheduler import tick
 from tasks.states import State
 from workers import domxml, safexml
 from workers.drivers.base import OFFLINE

@@ -22,7 +22,7 @@ def run_dispatcher(
     """
     from broker.queues import DISPATCHER  # noqa: PLC0415
     from tasks.runtime import runtime  # noqa: PLC0415
-    from tasks.scheduler import run_ticker  # noqa: PLC0415
+    from tasks.ticker import run_ticker  # noqa: PLC0415
 
     observability(loglevel, log_format, metrics_port)
     warn_if_volatile(runtime().redis)
@@ -37,7 +37,7 @@ def run_dispatcher(
 
 def run_scheduler() -> None:
     """A standalone scheduler: ticks until interrupted (a dispatcher already does this)."""
-    from tasks.scheduler import run_ticker  # noqa: PLC0415
+    from tasks.ticker import run_ticker  # noqa: PLC0415
 
     stop = threading.Event()
     try:

@@ -15,8 +15,9 @@ from tasks.cancel import request_cancel
 from tasks.errors import Refused
 from tasks.evacuation import evacuate, set_drained
 from tasks.publish import SUBMIT_TASK, send
+from tasks.release_rules import load_windows
 from tasks.runtime import runtime
-from tasks.scheduler import load_windows, tick
+from tasks.scheduler import tick
 from tasks.submission import MigrationRequest, submit
 from tasks.windows import next_open
 from tests.helpers import (

@@ -16,7 +16,7 @@ from tasks.admission import (
     reserved_bandwidth,
 )
 from tasks.placement import Target, place
-from tasks.scheduler import QueueEntry, classify
+from tasks.release_rules import QueueEntry, classify
 from tasks.windows import parse_window
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)  # a Tuesday
