@@ -19,7 +19,7 @@ from celery import Task
 
 from broker.app import get_app
 from broker.security import Unauthentic
-from tasks import control, dispatcher, metrics, phases, submission, ticker
+from tasks import dispatcher, host_commands, metrics, phases, submission, ticker
 from tasks.errors import Refused
 from tasks.logs import migration_context
 from tasks.publish import (
@@ -80,7 +80,7 @@ def poll(self: Task, message: dict[str, Any]) -> str:
 @app.task(name=CONTROL_TASK, bind=True)
 @authentic
 def host_control(self: Task, request_id: str, action: str, args: dict[str, Any]) -> None:
-    control.run_control(request_id, action, args, queue=_queue(self))
+    host_commands.run_control(request_id, action, args, queue=_queue(self))
 
 
 @app.task(name=START_TASK, bind=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from broker import keys
-from tasks.control import call_host
+from tasks.host_commands import call_host
 from tasks.record import MigrationRecord
 from tasks.registry import list_hosts, read_inventory
 from tasks.runtime import runtime

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from vmigrate import commands, control_commands
+from vmigrate import commands, fleet_commands
 from vmigrate.options import add_service_options
 from workers.drivers.flags import Flag
 from workers.drivers.registry import DRIVERS
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="qemu: real Linux guests (needs QEMU, a kernel and busybox)",
     )
     sub.add_parser("embedded-stop", help="stop the embedded broker of VMIGRATE_HOME")
-    control_commands.add_parsers(sub)
+    fleet_commands.add_parsers(sub)
     return parser
 
 
@@ -161,7 +161,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "list": commands.list_migrations,
     "demo": commands.demo,
     "embedded-stop": commands.embedded_stop,
-    **control_commands.HANDLERS,
+    **fleet_commands.HANDLERS,
 }
 
 

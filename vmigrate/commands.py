@@ -74,8 +74,8 @@ def hosts(args: argparse.Namespace) -> int:
 
 
 def define(args: argparse.Namespace) -> int:
-    from tasks.control import call_host  # noqa: PLC0415
     from tasks.errors import VMigrateError  # noqa: PLC0415
+    from tasks.host_commands import call_host  # noqa: PLC0415
 
     connect()
     try:
@@ -91,7 +91,7 @@ def define(args: argparse.Namespace) -> int:
 
 
 def start(args: argparse.Namespace) -> int:
-    from tasks.control import call_host  # noqa: PLC0415
+    from tasks.host_commands import call_host  # noqa: PLC0415
 
     connect()
     info = call_host(args.host, "start", {"name": args.name})
@@ -117,7 +117,7 @@ def domains(args: argparse.Namespace) -> int:
 
 
 def dumpxml(args: argparse.Namespace) -> int:
-    from tasks.control import call_host  # noqa: PLC0415
+    from tasks.host_commands import call_host  # noqa: PLC0415
 
     connect()
     print(call_host(args.host, "dumpxml", {"name": args.name}))

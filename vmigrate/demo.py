@@ -101,7 +101,7 @@ def _row(result: dict[str, Any]) -> list[Any]:
 
 
 def _setup_vms() -> None:
-    from tasks.control import call_host  # noqa: PLC0415
+    from tasks.host_commands import call_host  # noqa: PLC0415
 
     for name, (memory, dirty, fault) in VMS.items():
         call_host("alpha", "define", {"xml": domain_xml(name, memory, dirty, fault)})

@@ -102,7 +102,7 @@ def _migrate(
 
 
 def _scenario(home: Path) -> int:
-    from tasks.control import call_host  # noqa: PLC0415
+    from tasks.host_commands import call_host  # noqa: PLC0415
     from vmigrate.guest import build_initramfs, find_kernel, guest_xml  # noqa: PLC0415
 
     initrd = build_initramfs(home / "initrd.cpio")

@@ -133,7 +133,7 @@ def run() -> str:
         os.environ.update(env)
         import redis
 
-        from tasks.control import call_host
+        from tasks.host_commands import call_host
         from tasks.runtime import runtime
         from tasks.submission import MigrationRequest, submit
         from tests.bench import floor

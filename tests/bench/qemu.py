@@ -113,7 +113,7 @@ def _raw(home: Path, memory: int, dirty: int) -> list[dict[str, float]]:
 def _vmigrate(home: Path, memory: int, dirty: int) -> list[dict[str, float]]:
     import redis
 
-    from tasks.control import call_host
+    from tasks.host_commands import call_host
     from tasks.runtime import runtime
     from tasks.submission import MigrationRequest, submit
     from tests.bench.overhead import _last_event, _wait_event

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tasks.control import call_host
+from tasks.host_commands import call_host
 from tests.helpers import live_copies, migrate, running_vm, unique, vm_xml
 
 PAIRS = {1: ("p1a", "p1b"), 2: ("p2a", "p2b"), 3: ("p3a", "p3b")}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tasks.cancel import request_cancel
-from tasks.control import call_host
+from tasks.host_commands import call_host
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
 from tests.conftest import FAST_RECOVERY, HOME, REDIS_URL

@@ -12,7 +12,7 @@ from kombu import Connection
 from broker import keys
 from broker.queues import host_queue
 from broker.security import Keyring
-from tasks.control import call_host
+from tasks.host_commands import call_host
 from tasks.publish import CONTROL_TASK, PHASE_TASK, send
 from tasks.runtime import runtime
 from tests.conftest import REDIS_URL
