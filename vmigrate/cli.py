@@ -16,6 +16,7 @@ from vmigrate import commands, fleet_commands
 from vmigrate.options import add_service_options
 from workers.drivers.flags import Flag
 from workers.drivers.registry import DRIVERS
+from workers.host import HostOptions
 
 EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
@@ -74,16 +75,19 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument(
         "--link-mibps",
         type=_positive_float,
-        default=100000.0,
         help="sim: link bandwidth in MiB/s (default fast enough that nobody waits)",
     )
     p.add_argument(
         "--time-scale",
         type=_positive_float,
-        default=1.0,
-        help="sim: real seconds per simulated second",
+        help="sim: real seconds per simulated second (default 1)",
     )
-    p.add_argument("--memory-mib", type=_positive_int, default=262144, help="sim: host memory")
+    p.add_argument(
+        "--memory-mib",
+        type=_positive_int,
+        default=HostOptions.memory_mib,
+        help=f"host memory for guests (default {HostOptions.memory_mib})",
+    )
     p.add_argument("--host-uuid", help="sim: host uuid (default: generated once, kept in state)")
     add_service_options(p)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from broker.queues import check_host_name, host_queue
 from workers.drivers.base import Driver
 from workers.drivers.registry import DriverSettings, UnknownDriver, load_driver
+from workers.drivers.shared.config import HostConfig
 from workers.service import observability, run_celery_worker, warn_if_volatile
 
 log = logging.getLogger(__name__)
@@ -24,11 +25,11 @@ log = logging.getLogger(__name__)
 class HostOptions:
     hosts: tuple[str, ...]  # usually one; a benchmark or test bed may serve many sim hosts
     driver: str = "sim"
-    protocols: frozenset[int] = frozenset({1, 2, 3})
+    protocols: frozenset[int] = HostConfig.protocols
     state_dir: Path | None = None
-    link_mibps: float = 100000.0
-    time_scale: float = 1.0
-    memory_mib: int = 262144
+    link_mibps: float | None = None  # sim only; None: the sim's own default
+    time_scale: float | None = None  # sim only; None: the sim's own default
+    memory_mib: int = HostConfig.memory_mib
     host_uuid: str | None = None
     loglevel: str = "WARNING"
     log_format: str = "text"
@@ -51,15 +52,21 @@ def build_driver(options: HostOptions, host: str, state_dir: Path) -> Driver:
                 migration_address=settings.migration_address,
                 ports=range(settings.migration_port_min, settings.migration_port_max + 1),
                 host_uuid=options.host_uuid,
-                extra={
-                    "link_mibps": options.link_mibps,
-                    "time_scale": options.time_scale,
-                    "completion_timeout_per_gib": settings.completion_timeout_per_gib,
-                },
+                extra=_driver_extra(options, settings.completion_timeout_per_gib),
             ),
         )
     except UnknownDriver as exc:
         raise SystemExit(str(exc)) from None
+
+
+def _driver_extra(options: HostOptions, completion_timeout_per_gib: float) -> dict[str, float]:
+    """The driver-specific values the worker was given (a driver keeps its defaults for others)."""
+    extra = {"completion_timeout_per_gib": completion_timeout_per_gib}
+    if options.link_mibps is not None:
+        extra["link_mibps"] = options.link_mibps
+    if options.time_scale is not None:
+        extra["time_scale"] = options.time_scale
+    return extra
 
 
 def _heartbeat_loop(hosts: list[str], interval: float, ttl: float, stop: threading.Event) -> None:
