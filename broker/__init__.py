@@ -11,7 +11,7 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     if name in ("app", "celery"):
-        from broker.app import get_app  # noqa: PLC0415
+        from broker.app import get_app  # noqa: PLC0415 (Celery only when asked for: celery -A broker)
 
         return get_app()
     raise AttributeError(f"module 'broker' has no attribute {name!r}")

@@ -43,6 +43,6 @@ def request_cancel(migration_id: str) -> MigrationRecord:
         return record
     record = changed[0]
     if record.terminal:
-        dequeue([record.id])
+        dequeue(runtime().redis, [record.id])
         finished(record)
     return record

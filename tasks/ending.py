@@ -9,12 +9,12 @@ from broker.queues import DISPATCHER
 from tasks import domain_guard
 from tasks.publish import TICK_TASK, send
 from tasks.record import MigrationRecord
-from tasks.runtime import runtime
+from tasks.runtime import Runtime, runtime
 
 
-def finished(record: MigrationRecord) -> None:
+def finished(record: MigrationRecord, rt: Runtime | None = None) -> None:
     """``record`` ended: release its domain and its slot, and tick if anyone waits."""
-    client = runtime().redis
-    domain_guard.release(client, record)
-    if client.hdel(keys.slots(), record.id) and client.hlen(keys.queue()):
-        send(TICK_TASK, [], DISPATCHER)
+    rt = rt or runtime()
+    domain_guard.release(rt.redis, record)
+    if rt.redis.hdel(keys.slots(), record.id) and rt.redis.hlen(keys.queue()):
+        send(TICK_TASK, [], DISPATCHER, rt=rt)

@@ -24,6 +24,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from broker import keys
+from tasks.registry import list_hosts
+from tasks.runtime import runtime
 
 PHASE_SECONDS = Histogram(
     "vmigrate_phase_duration_seconds",
@@ -52,8 +54,6 @@ class FleetCollector(Collector):
     """Gauges computed from Redis on each scrape."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from tasks.registry import list_hosts  # noqa: PLC0415
-        from tasks.runtime import runtime  # noqa: PLC0415
 
         client = runtime().redis
         states: dict[str, int] = {}

@@ -11,7 +11,7 @@ from broker.queues import DISPATCHER, host_queue
 from tasks import flow
 from tasks.protocol import Phase, Step
 from tasks.record import MigrationRecord
-from tasks.runtime import runtime
+from tasks.runtime import Runtime, runtime
 
 PHASE_TASK = "vmigrate.host.phase"
 POLL_TASK = "vmigrate.host.poll"
@@ -21,9 +21,15 @@ TICK_TASK = "vmigrate.dispatcher.tick"
 SUBMIT_TASK = "vmigrate.submit"
 
 
-def send(task: str, args: list[Any], queue: str, countdown: float | None = None) -> None:
+def send(
+    task: str,
+    args: list[Any],
+    queue: str,
+    countdown: float | None = None,
+    rt: Runtime | None = None,
+) -> None:
     """Publish ``task`` to ``queue``, signed with the fleet's key (see broker/security.py)."""
-    rt = runtime()
+    rt = rt or runtime()
     auth = rt.keyring.sign(task, queue, args, rt.settings.message_ttl)
     rt.app.send_task(task, args=args, kwargs={"auth": auth}, queue=queue, countdown=countdown)
 
@@ -76,5 +82,5 @@ def publish_poll(record: MigrationRecord, host: str, left: float | None = None) 
     send(POLL_TASK, [message], host_queue(host), countdown=delay)
 
 
-def publish_start(migration_id: str) -> None:
-    send(START_TASK, [migration_id], DISPATCHER)
+def publish_start(migration_id: str, rt: Runtime | None = None) -> None:
+    send(START_TASK, [migration_id], DISPATCHER, rt=rt)

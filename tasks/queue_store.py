@@ -8,16 +8,15 @@ import datetime as dt
 import json
 
 from broker import keys
-from broker.connection import text
+from broker.connection import Client, text
 from tasks.admission import line_score
 from tasks.release_rules import QueueEntry, line_of
-from tasks.runtime import runtime
 
 
-def enqueue(*entries: QueueEntry) -> None:
-    """Store (or rewrite) queued migrations and their places in their lines, in one round trip."""
-    ageing = runtime().settings.ageing_seconds
-    with runtime().redis.pipeline() as pipe:
+def enqueue(client: Client, ageing: float, *entries: QueueEntry) -> None:
+    """Store (or rewrite) queued migrations and their places in their lines, in one round trip
+    (``ageing``: the seconds per priority step that order a line)."""
+    with client.pipeline() as pipe:
         for entry in entries:
             pipe.hset(keys.queue(), entry.id, json.dumps(entry.__dict__))
             pipe.zadd(
@@ -29,11 +28,10 @@ def enqueue(*entries: QueueEntry) -> None:
         pipe.execute()
 
 
-def dequeue(ids: list[str]) -> None:
+def dequeue(client: Client, ids: list[str]) -> None:
     """Forget queued migrations (admitted, expired, cancelled or vanished), wherever they are."""
     if not ids:
         return
-    client = runtime().redis
     lines = [text(line) for line in client.smembers(keys.queue_lines())]
     with client.pipeline() as pipe:
         pipe.hdel(keys.queue(), *ids)
@@ -46,10 +44,11 @@ def dequeue(ids: list[str]) -> None:
 PAGE = 64  # entries a tick reads from each line at a time
 
 
-def queue_page(lines: list[str], first: int, now: dt.datetime) -> tuple[list[QueueEntry], bool]:
+def queue_page(
+    client: Client, lines: list[str], first: int, now: dt.datetime
+) -> tuple[list[QueueEntry], bool]:
     """Entries ``first`` to ``first + PAGE`` of each line (and, on the first page, whatever
     reached its deadline), and whether any line has more behind them."""
-    client = runtime().redis
     with client.pipeline(transaction=False) as pipe:
         for line in lines:
             pipe.zrange(keys.queue_line(line), first, first + PAGE - 1)
@@ -61,5 +60,5 @@ def queue_page(lines: list[str], first: int, now: dt.datetime) -> tuple[list[Que
     found = client.hmget(keys.queue(), ids) if ids else []
     vanished = [i for i, raw in zip(ids, found, strict=True) if raw is None]
     if vanished:
-        dequeue(vanished)
+        dequeue(client, vanished)
     return [QueueEntry(**json.loads(raw)) for raw in found if raw is not None], more

@@ -11,7 +11,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.connection import Client
 from broker.queues import InvalidHostName, check_host_name
+from broker.settings import Settings
 from tasks import domain_guard
 from tasks.admission import Limits, release_slot, take_slots
 from tasks.bounds import (
@@ -29,7 +31,7 @@ from tasks.queue_store import enqueue
 from tasks.record import MigrationRecord, new_migration_id
 from tasks.registry import HostInfo, read_hosts
 from tasks.release_rules import QueueEntry, classify, load_windows
-from tasks.runtime import runtime
+from tasks.runtime import Runtime, runtime
 from tasks.scheduler import tick
 from tasks.states import State
 from workers import domxml, safexml
@@ -84,7 +86,7 @@ def _check_names(request: MigrationRequest) -> None:
         )
 
 
-def _check_options(request: MigrationRequest) -> frozenset[str]:
+def _check_options(request: MigrationRequest, max_xml_bytes: int) -> frozenset[str]:
     if not isinstance(request.flags, list) or not all(isinstance(f, str) for f in request.flags):
         raise Refused("INVALID_REQUEST", "flags must be a list of flag names")
     flags = validate_flags(frozenset(request.flags))
@@ -97,7 +99,7 @@ def _check_options(request: MigrationRequest) -> frozenset[str]:
         )
     if request.xml is not None:
         try:
-            parsed = domxml.parse_domain(request.xml, runtime().settings.max_xml_bytes)
+            parsed = domxml.parse_domain(request.xml, max_xml_bytes)
         except (domxml.InvalidDomain, safexml.XMLRejected) as exc:
             raise Refused("INVALID_XML", f"destination XML (--xml): {exc}") from None
         if parsed.name != request.domain:
@@ -121,8 +123,7 @@ def parse_time(value: str | None, what: str) -> float:
     return parsed.timestamp()
 
 
-def _schedule(request: MigrationRequest) -> QueueEntry:
-    settings = runtime().settings
+def _schedule(request: MigrationRequest, settings: Settings) -> QueueEntry:
     pri = request.priority
     if isinstance(pri, bool) or not isinstance(pri, int) or not MIN_PRIORITY <= pri <= MAX_PRIORITY:
         raise Refused(
@@ -154,10 +155,12 @@ def _schedule(request: MigrationRequest) -> QueueEntry:
     )
 
 
-def _hosts(request: MigrationRequest) -> tuple[HostInfo, HostInfo, list[dict[str, Any]]]:
+def _hosts(
+    client: Client, request: MigrationRequest
+) -> tuple[HostInfo, HostInfo, list[dict[str, Any]]]:
     """Both hosts' registrations and the source's inventory, read in one round trip."""
     (source, destination), inventory = read_hosts(
-        runtime().redis, [request.source, request.destination], inventory_of=request.source
+        client, [request.source, request.destination], inventory_of=request.source
     )
     return (
         _check_host(source, request.source, "source"),
@@ -194,12 +197,14 @@ def _check_domain(
         )
 
 
-def submit(request: MigrationRequest) -> MigrationRecord:
-    """Validate ``request``, record it and hand it to a dispatcher. Raises ``Refused``."""
+def submit(request: MigrationRequest, rt: Runtime | None = None) -> MigrationRecord:
+    """Validate ``request``, record it and hand it to a dispatcher. Raises ``Refused``.
+    ``rt``: the store, client and settings to submit with (default: this process's)."""
+    rt = rt or runtime()
     _check_names(request)
-    flags = _check_options(request)
-    entry = _schedule(request)
-    source, destination, inventory = _hosts(request)
+    flags = _check_options(request, rt.settings.max_xml_bytes)
+    entry = _schedule(request, rt.settings)
+    source, destination, inventory = _hosts(rt.redis, request)
     wants = Wants.of(request.dname, request.xml, flags)
     candidates = negotiate(frozenset(source.protocols), frozenset(destination.protocols), wants)
     _check_domain(request, flags, inventory)
@@ -219,30 +224,35 @@ def submit(request: MigrationRequest) -> MigrationRecord:
         deadline=request.deadline,
     )
     entry.id = record.id
-    due = classify([entry], load_windows(runtime().settings.windows), dt.datetime.now(dt.UTC)).due
-    domain_guard.take(runtime().redis, record)
-    # Nothing waits and a slot is free: the record is born pending and goes straight to a
-    # dispatcher. A slot whose record never got written (a crash here) is reclaimed by a tick.
-    admitted = due and take_slots(
-        runtime().redis, [entry.candidate()], Limits.of(runtime().settings), True
-    )
+    return _admit_or_queue(rt, record, entry)
+
+
+def _admit_or_queue(rt: Runtime, record: MigrationRecord, entry: QueueEntry) -> MigrationRecord:
+    """Store the record: born pending and handed to a dispatcher when nothing waits and a slot
+    is free, else queued (for its window or time) or waiting (for a slot)."""
+    due = classify([entry], load_windows(rt.settings.windows), dt.datetime.now(dt.UTC)).due
+    domain_guard.take(rt.redis, record)
+    # A slot whose record never got written (a crash here) is reclaimed by a tick.
+    admitted = due and take_slots(rt.redis, [entry.candidate()], Limits.of(rt.settings), True)
     record.state = (State.PENDING if admitted else State.WAITING if due else State.QUEUED).value
-    if not runtime().store.create(record):
+    if not rt.store.create(record):
         if admitted:
-            release_slot(runtime().redis, record.id)
-        domain_guard.release(runtime().redis, record)
+            release_slot(rt.redis, record.id)
+        domain_guard.release(rt.redis, record)
         raise Refused("DUPLICATE_ID", f"a migration with id {record.id!r} already exists")
     if admitted:
-        publish_start(record.id)
+        publish_start(record.id, rt)
         return record
     entry.state = record.state
-    enqueue(entry)
+    enqueue(rt.redis, rt.settings.ageing_seconds, entry)
     if due:
-        tick()  # others wait ahead of it: admit in priority order now, not at the next tick
-    return runtime().store.get(record.id) or record
+        tick(rt=rt)  # others wait ahead of it: admit in priority order now, not at the next tick
+    return rt.store.get(record.id) or record
 
 
-def record_refusal(data: Any, refused: Refused) -> MigrationRecord | None:
+def record_refusal(
+    data: Any, refused: Refused, rt: Runtime | None = None
+) -> MigrationRecord | None:
     """A request that came through the broker has nobody to hear its refusal: keep it under the
     id the application chose, as a migration that ended ``failed`` with the refusal's code and ran
     nothing. Without a usable id, or when the id is taken, there is nothing to write."""
@@ -262,4 +272,4 @@ def record_refusal(data: Any, refused: Refused) -> MigrationRecord | None:
         state=State.FAILED.value,
         error=refused.as_dict(),
     )
-    return record if runtime().store.create(record) else None
+    return record if (rt or runtime()).store.create(record) else None

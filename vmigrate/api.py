@@ -52,7 +52,7 @@ def create_api() -> FastAPI:
 
 
 def serve(bind: str, port: int) -> None:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn  # noqa: PLC0415 (heavy: only when the API serves)
 
     if not runtime().settings.api_tokens:
         raise VMigrateError("NO_API_TOKENS", "set [api] tokens or VMIGRATE_API_TOKENS first")

@@ -16,7 +16,7 @@ from vmigrate import commands, fleet_commands
 from vmigrate.options import add_service_options
 from workers.drivers.flags import Flag
 from workers.drivers.registry import DRIVERS
-from workers.host import HostOptions
+from workers.drivers.shared.config import HostConfig
 
 EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
@@ -85,8 +85,8 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument(
         "--memory-mib",
         type=_positive_int,
-        default=HostOptions.memory_mib,
-        help=f"host memory for guests (default {HostOptions.memory_mib})",
+        default=HostConfig.memory_mib,
+        help=f"host memory for guests (default {HostConfig.memory_mib})",
     )
     p.add_argument("--host-uuid", help="sim: host uuid (default: generated once, kept in state)")
     add_service_options(p)

@@ -1,4 +1,8 @@
-"""What each ``vmigrate`` command does: plain functions over the library (printing: output.py)."""
+"""What each ``vmigrate`` command does: plain functions over the library (printing: output.py).
+
+Each handler imports what it needs when it runs: a read-only command (``hosts``, ``show``, ...)
+never loads Celery or the worker's modules, which would double its start-up time.
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 Starts an embedded redis-server, four sim hosts (two current, a v2-only one and a v1-only legacy
 one) and a dispatcher as real processes; defines and starts VMs; migrates them; prints what
-happened; and stops every process it started, whatever happens.
+happened; and stops every process it started, whatever happens. The library is imported only
+once the environment points at the demo's own broker (``runtime()`` is built from it).
 """
 
 from __future__ import annotations

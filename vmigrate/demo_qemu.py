@@ -2,7 +2,8 @@
 
 Needs qemu-system-x86_64, a kernel in /boot and busybox (``apt-get install qemu-system-x86
 linux-image-cloud-amd64 busybox-static``); says so and stops when one is missing. Domain type
-``qemu`` (TCG), which runs anywhere; ``kvm`` needs a /dev/kvm that boots stock kernels.
+``qemu`` (TCG), which runs anywhere; ``kvm`` needs a /dev/kvm that boots stock kernels. The
+library is imported only once the environment points at the demo's own broker.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from broker import keys
 from broker.connection import Client
 
 
@@ -63,7 +64,6 @@ class LocalFleet:
     def wait_ready(self, client: Client, hosts: list[str], timeout: float = 60.0) -> None:
         """Wait until every host is alive: a worker marks its hosts alive once its consumer
         listens (see workers/host.py)."""
-        from broker import keys  # noqa: PLC0415
 
         deadline = time.monotonic() + timeout
         pending = set(hosts)

@@ -1,4 +1,7 @@
-"""Commands that steer a fleet: cancel, evacuate, drain, scheduler, api, events."""
+"""Commands that steer a fleet: cancel, evacuate, drain, scheduler, api, events.
+
+As in commands.py, each handler imports what it needs when it runs (no Celery for the others).
+"""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from broker import keys
+from tasks import evacuation
 from tasks.cancel import request_cancel
 from tasks.errors import VMigrateError
 from tasks.registry import list_hosts
@@ -80,7 +81,6 @@ def cancel(migration_id: str, _: Auth) -> dict[str, Any]:
 
 @router.post("/v1/hosts/{host}/evacuate", status_code=202, summary="Evacuate (or drain) a host")
 def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
-    from tasks import evacuation  # noqa: PLC0415
 
     if body.drain:
         evacuation.set_drained(host, True)

@@ -13,6 +13,7 @@ from tasks.bounds import (
     MAX_PRIORITY,
     MIN_PRIORITY,
 )
+from tasks.submission import MigrationRequest
 from workers.drivers.flags import Flag
 
 
@@ -56,7 +57,6 @@ class EvacuateIn(BaseModel):
 
 
 def request_from(body: MigrationFields) -> Any:
-    from tasks.submission import MigrationRequest  # noqa: PLC0415
 
     flags = sorted(set(body.flags) | {f.value for f in Flag if getattr(body, f.value)})
     return MigrationRequest(

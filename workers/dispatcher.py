@@ -7,6 +7,9 @@ from __future__ import annotations
 import os
 import threading
 
+from broker.queues import DISPATCHER
+from tasks.runtime import runtime
+from tasks.ticker import run_ticker
 from workers.service import observability, run_celery_worker, warn_if_volatile
 
 
@@ -20,9 +23,6 @@ def run_dispatcher(
 
     Several may run at once: admission is atomic, and every record change is a compare-and-set.
     """
-    from broker.queues import DISPATCHER  # noqa: PLC0415
-    from tasks.runtime import runtime  # noqa: PLC0415
-    from tasks.ticker import run_ticker  # noqa: PLC0415
 
     observability(loglevel, log_format, metrics_port)
     warn_if_volatile(runtime().redis)
@@ -37,7 +37,6 @@ def run_dispatcher(
 
 def run_scheduler() -> None:
     """A standalone scheduler: ticks until interrupted (a dispatcher already does this)."""
-    from tasks.ticker import run_ticker  # noqa: PLC0415
 
     stop = threading.Event()
     try:

@@ -12,7 +12,13 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from celery.signals import worker_ready
+
 from broker.queues import check_host_name, host_queue
+from tasks.hostside import HostContext, bind_host
+from tasks.reconcile import reconcile
+from tasks.registry import HostInfo, heartbeat, register, unregister_alive
+from tasks.runtime import runtime
 from workers.drivers.base import Driver
 from workers.drivers.registry import DriverSettings, UnknownDriver, load_driver
 from workers.drivers.shared.config import HostConfig
@@ -70,8 +76,6 @@ def _driver_extra(options: HostOptions, completion_timeout_per_gib: float) -> di
 
 
 def _heartbeat_loop(hosts: list[str], interval: float, ttl: float, stop: threading.Event) -> None:
-    from tasks.registry import heartbeat  # noqa: PLC0415
-    from tasks.runtime import runtime  # noqa: PLC0415
 
     while not stop.wait(interval):
         try:
@@ -85,10 +89,6 @@ def _beat_once_consuming(
 ) -> None:
     """The hosts show alive from the moment their queues are consumed (Celery's worker_ready),
     not before: a host the registry shows alive acts on what it is sent."""
-    from celery.signals import worker_ready  # noqa: PLC0415
-
-    from tasks.registry import heartbeat  # noqa: PLC0415
-    from tasks.runtime import runtime  # noqa: PLC0415
 
     def consuming(**_: object) -> None:
         heartbeat(runtime().redis, hosts, ttl)
@@ -121,10 +121,6 @@ def state_dir_of(options: HostOptions, host: str, home: Path) -> Path:
 
 def run_host_worker(options: HostOptions, home: Path) -> None:
     """Run until stopped (SIGTERM/SIGINT): the worker of one host (or of several sim hosts)."""
-    from tasks.hostside import HostContext, bind_host  # noqa: PLC0415
-    from tasks.reconcile import reconcile  # noqa: PLC0415
-    from tasks.registry import HostInfo, register, unregister_alive  # noqa: PLC0415
-    from tasks.runtime import runtime  # noqa: PLC0415
 
     check_options(options)
     observability(options.loglevel, options.log_format, options.metrics_port)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sys
 
 from broker.connection import Client, persistence_warning
+from tasks import logs, metrics
+from tasks.runtime import runtime
 
 
 def warn_if_volatile(client: Client) -> None:
@@ -16,7 +18,6 @@ def warn_if_volatile(client: Client) -> None:
 
 def observability(loglevel: str, log_format: str, metrics_port: int | None) -> None:
     """Logs to stderr (text or JSON lines) and, with a port, Prometheus metrics on /metrics."""
-    from tasks import logs, metrics  # noqa: PLC0415
 
     logs.configure(loglevel, log_format)
     if metrics_port:
@@ -24,7 +25,6 @@ def observability(loglevel: str, log_format: str, metrics_port: int | None) -> N
 
 
 def run_celery_worker(queue: str, node_name: str, loglevel: str) -> None:
-    from tasks.runtime import runtime  # noqa: PLC0415
 
     rt = runtime()
     rt.app.worker_main(
