@@ -11,13 +11,23 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
+from importlib import metadata
 from typing import Any
 
 from broker import keys
 from broker.connection import Client, text
 from tasks.record import now_iso
 
-SOFTWARE_VERSION = "0.1.0"
+
+def _installed_version() -> str:
+    """The version pyproject.toml declares, as installed (the one declaration of it)."""
+    try:
+        return metadata.version("vmigrate")
+    except metadata.PackageNotFoundError:  # a checkout run without installing
+        return "0+unknown"
+
+
+SOFTWARE_VERSION = _installed_version()
 
 
 @dataclass
