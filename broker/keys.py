@@ -39,14 +39,14 @@ def migration(migration_id: str) -> str:
     return f"{PREFIX}:migration:{migration_id}"
 
 
-def running() -> str:
+def admitted_not_ended() -> str:
     """Set of migration ids admitted and not yet ended (what the sweeper watches)."""
     return f"{PREFIX}:running"
 
 
-def running_indexed() -> str:
-    """Expiring marker: ``running`` was rebuilt from ``active`` recently (after an upgrade, or
-    a record written by a version that did not keep the set)."""
+def admitted_indexed() -> str:
+    """Expiring marker: ``admitted_not_ended`` was rebuilt from ``not_ended`` recently (after an
+    upgrade, or a record written by a version that did not keep the set)."""
     return f"{PREFIX}:running-indexed"
 
 
@@ -111,9 +111,9 @@ def tick_again() -> str:
     return f"{PREFIX}:tick-again"
 
 
-def active() -> str:
-    """Set of the ids of migrations not yet ended, queued and waiting ones included: what the
-    ``running`` set is rebuilt from."""
+def not_ended() -> str:
+    """Set of the ids of migrations not yet ended, queued and waiting ones included: what
+    ``admitted_not_ended`` is rebuilt from."""
     return f"{PREFIX}:active"
 
 

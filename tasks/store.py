@@ -70,9 +70,9 @@ class RecordStore:
             return False
         with self.redis.pipeline() as pipe:
             pipe.zadd(keys.migrations(), {record.id: epoch(record.created)})
-            pipe.sadd(keys.active(), record.id)
+            pipe.sadd(keys.not_ended(), record.id)
             if record.admitted:
-                pipe.sadd(keys.running(), record.id)
+                pipe.sadd(keys.admitted_not_ended(), record.id)
             pipe.xadd(
                 keys.events(),
                 event_fields(record, None),  # type: ignore[arg-type]
@@ -132,7 +132,7 @@ class RecordStore:
     ) -> tuple[list[str], list[Any]]:
         event = event_fields(record, previous) if record.state != previous else {}
         return (
-            [keys.migration(record.id), keys.active(), keys.events(), keys.running()],
+            [keys.migration(record.id), keys.not_ended(), keys.events(), keys.admitted_not_ended()],
             [
                 hashlib.sha1(text(found).encode()).hexdigest(),  # noqa: S324 (not for security)
                 record.to_json(),
@@ -145,22 +145,22 @@ class RecordStore:
         )
 
     def active_ids(self) -> list[str]:
-        return [text(i) for i in self.redis.smembers(keys.active())]
+        return [text(i) for i in self.redis.smembers(keys.not_ended())]
 
     def running(self, batch: int = 500) -> Iterator[MigrationRecord]:
         """Every migration admitted and not ended (queued ones are not read at all)."""
-        if not self.redis.exists(keys.running_indexed()):
+        if not self.redis.exists(keys.admitted_indexed()):
             self._index_running(batch)
-        ids = [text(i) for i in self.redis.smembers(keys.running())]
+        ids = [text(i) for i in self.redis.smembers(keys.admitted_not_ended())]
         for start in range(0, len(ids), batch):
             chunk = ids[start : start + batch]
             for migration_id, raw in zip(chunk, self.get_raw_many(chunk), strict=True):
                 if raw is None:
-                    self.redis.srem(keys.running(), migration_id)
+                    self.redis.srem(keys.admitted_not_ended(), migration_id)
                     continue
                 record = MigrationRecord.from_json(text(raw))
                 if record.terminal:
-                    self.redis.srem(keys.running(), migration_id)
+                    self.redis.srem(keys.admitted_not_ended(), migration_id)
                 else:
                     yield record
 
@@ -182,10 +182,10 @@ class RecordStore:
                 if raw is not None and MigrationRecord.from_json(text(raw)).admitted
             ]
             if gone:
-                self.redis.srem(keys.active(), *gone)
+                self.redis.srem(keys.not_ended(), *gone)
             if admitted:
-                self.redis.sadd(keys.running(), *admitted)
-        self.redis.set(keys.running_indexed(), "1", ex=REINDEX_SECONDS)
+                self.redis.sadd(keys.admitted_not_ended(), *admitted)
+        self.redis.set(keys.admitted_indexed(), "1", ex=REINDEX_SECONDS)
 
     def list_ids(self, limit: int = 1000) -> list[str]:
         ids = self.redis.zrevrange(keys.migrations(), 0, limit - 1)
