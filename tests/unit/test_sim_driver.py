@@ -234,3 +234,16 @@ def test_two_hosts_migrating_to_each_other_at_once_do_not_wait_on_each_other(tmp
         t.join(30)
     assert not any(t.is_alive() for t in threads), "a crossing Perform never returned (deadlock)"
     assert not errors
+
+
+def test_a_begin_refused_for_its_destination_xml_leaves_the_domain_free(tmp_path):
+    a = driver(tmp_path, "a")
+    a.define(xml(memory=256))
+    a.start("vm")
+    first = MigrationJob("m-abi", 3, "vm", "a", "b", flags=frozenset({"live"}))
+    with pytest.raises(DriverError) as refused:
+        a.begin(first, xml(memory=512))  # another memory size: not the same guest ABI
+    assert refused.value.code == "DEST_XML_ABI_MISMATCH"
+    assert a.migration_jobs() == {}
+    again = MigrationJob("m-next", 3, "vm", "a", "b", flags=frozenset({"live"}))
+    assert a.begin(again, None).state == "running"  # not refused as busy

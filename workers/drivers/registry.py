@@ -10,6 +10,7 @@ import importlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from workers.drivers.base import Driver
 
@@ -34,6 +35,18 @@ class DriverSettings:
     #: Driver-specific values by name (the sim's link_mibps and time_scale, QEMU's
     #: completion_timeout_per_gib); a driver takes those it knows.
     extra: Mapping[str, float] = field(default_factory=dict)
+
+    def host_fields(self) -> dict[str, Any]:
+        """What every driver's configuration (``HostConfig``) takes from these settings."""
+        return {
+            "host": self.host,
+            "state_dir": self.state_dir,
+            "protocols": self.protocols,
+            "memory_mib": self.memory_mib,
+            "migration_address": self.migration_address,
+            "ports": self.ports,
+            "host_uuid": self.host_uuid,
+        }
 
 
 class UnknownDriver(ValueError):

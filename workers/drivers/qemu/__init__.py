@@ -16,13 +16,7 @@ def from_settings(settings: DriverSettings) -> QemuDriver:
     )
     return QemuDriver(
         QemuConfig(
-            host=settings.host,
-            state_dir=settings.state_dir,
-            protocols=settings.protocols,
-            memory_mib=settings.memory_mib,
-            migration_address=settings.migration_address,
-            ports=settings.ports,
-            host_uuid=settings.host_uuid,
+            **settings.host_fields(),
             completion_timeout_per_gib=float(timeout),
         )
     )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from workers import domxml
 from workers.drivers.base import (
     AUTO_CONVERGE,
     LIVE,
@@ -23,24 +22,11 @@ from workers.drivers.qemu.base import GIB, MIB, QemuBase, _progress
 class QemuSource(QemuBase):
     # Source side ---------------------------------------------------------------------------
     def begin(self, job: MigrationJob, xmlin: str | None) -> BeginResult:
-        with self.state.change() as s:
-            out = s.outgoing.get(job.migration_id)
-            if out and "begin" in out:
-                return BeginResult(**out["begin"])
-            dom = self._domain(job.domain)
+        with self.state.change():
+            self._domain(job.domain)  # an unknown domain is refused before its state is asked
             state = self._current_state(job.domain)
-            taken = self._take_job(job, "begin3", state)
-            xml = dom["xml"]
-            if xmlin is not None:
-                cmdline.validate(xmlin)
-                try:
-                    domxml.check_abi_stable(dom["xml"], xmlin)
-                except domxml.ABIMismatch as exc:
-                    raise DriverError(str(exc), exc.code) from None
-                xml = xmlin
-            result = {"xml": xml, "cookie": self._cookie(job.domain, dom["uuid"]), "state": state}
-            taken.update(xml=xml, begin=result)
-            return BeginResult(**result)
+            check = (lambda _: cmdline.validate(xmlin)) if xmlin is not None else None
+            return self._begin_job(job, xmlin, state, check)
 
     def perform(self, job: MigrationJob, cookie: str | None, uri: str) -> None:
         with self.state.change() as s:

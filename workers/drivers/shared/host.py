@@ -7,6 +7,7 @@ here, not enough memory, one migration job per domain, a cookie that belongs to 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from workers import domxml
@@ -14,6 +15,7 @@ from workers.cookie import Cookie, CookieRejected, validate_cookie
 from workers.drivers.base import (
     OFFLINE,
     UNDEFINE_SOURCE,
+    BeginResult,
     Capabilities,
     DomainConflict,
     DomainInfo,
@@ -116,6 +118,46 @@ class HostDriver(Driver):
         )
         out["phase"] = phase
         return out
+
+    def _begin_job(
+        self,
+        job: MigrationJob,
+        xmlin: str | None,
+        state: DomainState | None = None,
+        check: Callable[[str], object] | None = None,
+    ) -> BeginResult:
+        """Begin's bookkeeping, the same for every driver (the caller holds ``state.change()``):
+        replay a Begin that already ran, take the job, run the driver's ``check`` on the domain's
+        XML, choose the XML that travels (a destination ``xmlin`` must keep the guest ABI). A
+        Begin that fails leaves no job behind, so the domain is not left busy."""
+        out = self.state.outgoing.get(job.migration_id)
+        if out and "begin" in out:
+            return BeginResult(**out["begin"])
+        out = self._take_job(job, "begin3", state)
+        dom = self._domain(job.domain)
+        try:
+            if check is not None:
+                check(dom["xml"])
+            xml = dom["xml"] if xmlin is None else self._abi_stable(dom["xml"], xmlin)
+        except (DriverError, ValueError):
+            out["ended"] = True
+            raise
+        result: dict[str, Any] = {
+            "xml": xml,
+            "cookie": self._cookie(job.domain, dom["uuid"]),
+            "state": state or dom["state"],
+        }
+        out.update(begin=result, xml=xml)
+        return BeginResult(**result)
+
+    @staticmethod
+    def _abi_stable(current: str, wanted: str) -> str:
+        """``wanted`` (a destination XML) if it keeps ``current``'s guest ABI."""
+        try:
+            domxml.check_abi_stable(current, wanted)
+        except domxml.ABIMismatch as exc:
+            raise DriverError(str(exc), exc.code) from None
+        return wanted
 
     @staticmethod
     def _stored_status(out: dict[str, Any]) -> TransferStatus:

@@ -21,13 +21,7 @@ def from_settings(settings: DriverSettings) -> SimDriver:
     extra = settings.extra
     return SimDriver(
         SimConfig(
-            host=settings.host,
-            state_dir=settings.state_dir,
-            protocols=settings.protocols,
-            memory_mib=settings.memory_mib,
-            migration_address=settings.migration_address,
-            ports=settings.ports,
-            host_uuid=settings.host_uuid,
+            **settings.host_fields(),
             link_mibps=float(extra.get("link_mibps", SimConfig.link_mibps)),
             time_scale=float(extra.get("time_scale", SimConfig.time_scale)),
         )

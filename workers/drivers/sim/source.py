@@ -21,32 +21,8 @@ from workers.drivers.sim.precopy import MIB, Pass, PrecopyPlan, plan_precopy, pr
 
 class SimSource(SimBase):
     def begin(self, job: MigrationJob, xmlin: str | None) -> BeginResult:
-        with self.state.change() as s:
-            out = s.outgoing.get(job.migration_id)
-            if out and "begin" in out:
-                return BeginResult(**out["begin"])
-            out = self._take_job(job, "begin3")
-            dom = self._domain(job.domain)
-            try:
-                self._fault(dom["xml"], "begin")
-                xml = dom["xml"]
-                if xmlin is not None:
-                    try:
-                        domxml.check_abi_stable(dom["xml"], xmlin)
-                    except domxml.ABIMismatch as exc:
-                        raise DriverError(str(exc), exc.code) from None
-                    xml = xmlin
-            except DriverError:
-                out["ended"] = True
-                raise
-            result = {
-                "xml": xml,
-                "cookie": self._cookie(job.domain, dom["uuid"]),
-                "state": dom["state"],
-            }
-            out["begin"] = result
-            out["xml"] = xml
-            return BeginResult(**result)
+        with self.state.change():
+            return self._begin_job(job, xmlin, check=lambda xml: self._fault(xml, "begin"))
 
     def _plan(self, job: MigrationJob, xml: str, memory_kib: int) -> PrecopyPlan:
         link = self.config.link_mibps
