@@ -12,5 +12,12 @@ MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 #: A migration id the caller chooses: 1-64 of these characters.
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 MAX_ID_LENGTH = 64
+
+
+def valid_id(text: object) -> bool:
+    """A migration id a caller may choose."""
+    return isinstance(text, str) and 0 < len(text) <= MAX_ID_LENGTH and set(text) <= ID_CHARS
+
+
 #: A destination XML (--xml): at most the configured ``max_xml_bytes`` (this is its default).
 DEFAULT_MAX_XML_BYTES = Settings.max_xml_bytes

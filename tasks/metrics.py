@@ -54,7 +54,6 @@ class FleetCollector(Collector):
     """Gauges computed from Redis on each scrape."""
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-
         client = runtime().redis
         states: dict[str, int] = {}
         for record in runtime().store.running():

@@ -2,9 +2,8 @@
 
 Each phase is fenced (tasks/fencing.py): the message names (migration, attempt, seq, phase,
 cancelled); the host claims the step on the record with a compare-and-set before acting, so a stale
-message or a second copy does nothing. The
-driver's phase methods are themselves idempotent per migration id, so a message redelivered after a
-crash mid-phase may safely run the phase again.
+message or a second copy does nothing. The driver's phase methods are themselves idempotent per
+migration id, so a message redelivered after a crash mid-phase may safely run the phase again.
 """
 
 from __future__ import annotations

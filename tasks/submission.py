@@ -17,11 +17,11 @@ from broker.settings import Settings
 from tasks import domain_guard
 from tasks.admission import Limits, release_slot, take_slots
 from tasks.bounds import (
-    ID_CHARS,
     MAX_BANDWIDTH_MIBPS,
     MAX_ID_LENGTH,
     MAX_PRIORITY,
     MIN_PRIORITY,
+    valid_id,
 )
 from tasks.errors import Refused
 from tasks.flags import validate_flags
@@ -78,9 +78,7 @@ def _check_names(request: MigrationRequest) -> None:
         raise Refused("INVALID_NAME", str(exc)) from None
     if request.source == request.destination:
         raise Refused("SAME_HOST", "source and destination are the same host")
-    if request.id is not None and (
-        not request.id or not set(request.id) <= ID_CHARS or len(request.id) > MAX_ID_LENGTH
-    ):
+    if request.id is not None and not valid_id(request.id):
         raise Refused(
             "INVALID_ID", f"a migration id is 1-{MAX_ID_LENGTH} letters, digits, '-' or '_'"
         )
@@ -262,7 +260,7 @@ def record_refusal(
     if not all(isinstance(n, str) and n for n in names):
         return None
     migration_id, domain, source, destination = (str(n) for n in names)
-    if not set(migration_id) <= ID_CHARS or len(migration_id) > MAX_ID_LENGTH:
+    if not valid_id(migration_id):
         return None
     record = MigrationRecord(
         id=migration_id,

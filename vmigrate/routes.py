@@ -81,7 +81,6 @@ def cancel(migration_id: str, _: Auth) -> dict[str, Any]:
 
 @router.post("/v1/hosts/{host}/evacuate", status_code=202, summary="Evacuate (or drain) a host")
 def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
-
     if body.drain:
         evacuation.set_drained(host, True)
     items = evacuation.evacuate(host, body.to, body.window)

@@ -57,7 +57,6 @@ class EvacuateIn(BaseModel):
 
 
 def request_from(body: MigrationFields) -> Any:
-
     flags = sorted(set(body.flags) | {f.value for f in Flag if getattr(body, f.value)})
     return MigrationRequest(
         domain=body.domain,

@@ -44,9 +44,7 @@ class HostOptions:
 
 def build_driver(options: HostOptions, host: str, state_dir: Path) -> Driver:
     """The driver ``--driver`` names, through the registry (workers/drivers/registry.py)."""
-    from broker.app import get_app  # noqa: PLC0415 (created when the worker starts)
-
-    settings = get_app().vmigrate_settings
+    settings = runtime().settings
     try:
         return load_driver(
             options.driver,
@@ -76,7 +74,6 @@ def _driver_extra(options: HostOptions, completion_timeout_per_gib: float) -> di
 
 
 def _heartbeat_loop(hosts: list[str], interval: float, ttl: float, stop: threading.Event) -> None:
-
     while not stop.wait(interval):
         try:
             heartbeat(runtime().redis, hosts, ttl)
@@ -121,7 +118,6 @@ def state_dir_of(options: HostOptions, host: str, home: Path) -> Path:
 
 def run_host_worker(options: HostOptions, home: Path) -> None:
     """Run until stopped (SIGTERM/SIGINT): the worker of one host (or of several sim hosts)."""
-
     check_options(options)
     observability(options.loglevel, options.log_format, options.metrics_port)
     rt = runtime()

@@ -25,7 +25,6 @@ def observability(loglevel: str, log_format: str, metrics_port: int | None) -> N
 
 
 def run_celery_worker(queue: str, node_name: str, loglevel: str) -> None:
-
     rt = runtime()
     rt.app.worker_main(
         argv=[

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 from collections import Counter
 
 import pytest
@@ -21,6 +20,7 @@ from tests.helpers import (
     domain_on,
     finished_tasks,
     live_copies,
+    metrics_text,
     migrate,
     running_vm,
     start_with_metrics,
@@ -187,7 +187,7 @@ def stale_source_registration(fleet):
 
 
 def ignored_counts(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    text = metrics_text(port)
     found = re.findall(
         r'^vmigrate_phase_messages_ignored_total\{reason="([a-z-]+)"\} (\S+)', text, re.M
     )
