@@ -13,7 +13,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 import redis
 
 from tests.environment import IN_CI, claim_database, release_lease, renew_lease
-from tests.redis_server import PortLost, on_free_port
+from tests.redis_server import on_free_port
 
 TEST_DB = int(os.environ.get("VMIGRATE_TEST_DB") or claim_database() or 11)
 REDIS_URL = os.environ.get("VMIGRATE_TEST_REDIS", f"redis://127.0.0.1:6379/{TEST_DB}")
@@ -138,6 +137,8 @@ def fleet(redis_client: redis.Redis) -> Iterator[object]:
 
 def _start_api(port: int, log: Path) -> subprocess.Popen[bytes]:
     """``vmigrate api`` on ``port``, returned once it answers; ``PortLost`` if it lost the port."""
+    from tests.helpers import serving
+
     with log.open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "vmigrate.cli", "api", "--port", str(port)],
@@ -145,21 +146,20 @@ def _start_api(port: int, log: Path) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+
+    def answers() -> bool:
         try:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            return proc
+            return True
         except OSError:
-            if proc.poll() is not None:
-                said = log.read_text(errors="replace")
-                if "address already in use" in said.lower():
-                    raise PortLost(said) from None
-                raise AssertionError(f"vmigrate api exited: {said}") from None
-            time.sleep(0.1)
-    proc.kill()
-    proc.wait(10)
-    raise AssertionError("vmigrate api did not answer within 30 s")
+            return False
+
+    try:
+        return serving(proc, answers, log, "vmigrate api")
+    except AssertionError:
+        proc.kill()
+        proc.wait(10)
+        raise
 
 
 @pytest.fixture(scope="module")

@@ -182,20 +182,24 @@ def migrate_on_own_broker(env: dict[str, str], home: Path, client: Any, prefix: 
         fleet.stop_all()
 
 
+def serving(
+    proc: Any, answers: Callable[[], Any], log: Path, what: str, timeout: float = 30.0
+) -> Any:
+    """Wait until ``proc`` serves (``answers()``); ``PortLost`` if it exited because its port was
+    taken meanwhile (the caller tries another), an error saying why for any other exit."""
+    wait_until(lambda: proc.poll() is not None or answers(), f"{what} serving", timeout, 0.1)
+    if proc.poll() is not None:
+        said = log.read_text(errors="replace")
+        if "address already in use" in said.lower():
+            raise PortLost(said)
+        raise AssertionError(f"{what} exited: {said}")
+    return proc
+
+
 def start_with_metrics(local: Any, name: str, spawn: Callable[[int], Any]) -> int:
     """Start ``name`` with a free port for its metrics; again on another one if it lost it."""
-
-    def start(port):
-        proc = spawn(port)
-        wait_until(lambda: proc.poll() is not None or metrics_text(port), f"{name} serves")
-        if proc.poll() is not None:
-            log = (local.log_dir / f"{name}.log").read_text()
-            if "Address already in use" in log:
-                raise PortLost(log)
-            raise AssertionError(f"{name} exited: {log}")
-        return proc
-
-    port, _ = on_free_port(start)
+    log = local.log_dir / f"{name}.log"
+    port, _ = on_free_port(lambda port: serving(spawn(port), lambda: metrics_text(port), log, name))
     return port
 
 
