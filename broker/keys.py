@@ -14,6 +14,13 @@ def host_info(host: str) -> str:
     return f"{PREFIX}:host:{host}:info"
 
 
+def host_endpoint(host: str) -> str:
+    """JSON of how peers reach a host: migration address and port range, and its hypervisor
+    daemon's URI where it has one. A key of its own, so releases that read only ``info`` (whose
+    reader refuses unknown fields) keep reading registrations."""
+    return f"{PREFIX}:host:{host}:endpoint"
+
+
 def host_alive(host: str) -> str:
     """Expiring heartbeat key; present while the host's worker is alive."""
     return f"{PREFIX}:host:{host}:alive"

@@ -39,6 +39,12 @@ class Settings:
     migration_port_max: int = env(49215, "VMIGRATE_MIGRATION_PORT_MAX")
     #: Address a destination advertises in the URI it returns from Prepare.
     migration_address: str = env("127.0.0.1", "VMIGRATE_MIGRATION_ADDRESS")
+    #: libvirt driver: the local libvirtd, as the host worker reaches it.
+    libvirt_uri: str = env("qemu:///system", "VMIGRATE_LIBVIRT_URI")
+    #: libvirt driver: how peer daemons reach this host's libvirtd (the destination URI of a
+    #: peer-to-peer migration). Empty: ``libvirt_uri`` itself when it names a host or a socket,
+    #: else ``qemu+tcp://<migration_address>/system``.
+    libvirt_peer_uri: str = env("", "VMIGRATE_LIBVIRT_PEER_URI")
     #: Largest domain XML or cookie accepted anywhere, in bytes.
     max_xml_bytes: int = 1_048_576
     #: How long ``vmigrate`` waits for a host to answer a control command (define, start...).
@@ -53,8 +59,8 @@ class Settings:
     #: A host without heartbeat this long is dead: its pending phases fail with HOST_DOWN and the
     #: migration rolls back (or, past the hand-over, forward).
     host_dead_after: float = env(60.0, "VMIGRATE_HOST_DEAD_AFTER")
-    #: QEMU driver: a migration still running after this many seconds per GiB of guest RAM is
-    #: aborted, or switched to post-copy when allowed (KubeVirt's default, 150).
+    #: QEMU and libvirt drivers: a migration still running after this many seconds per GiB of
+    #: guest RAM is aborted, or switched to post-copy when allowed (KubeVirt's default, 150).
     completion_timeout_per_gib: float = env(150.0, "VMIGRATE_COMPLETION_TIMEOUT_PER_GIB")
     #: How long a signed message stays valid, in seconds.
     message_ttl: float = 600.0

@@ -1,8 +1,8 @@
 """Evacuating a host: migrate every running VM off it, under the same limits as any migration.
 
-Destinations are given, or chosen among alive, undrained hosts that share a protocol version with
-the host and have room, spreading the load. Evacuations run at a high priority. Draining a host
-also marks it so that nothing new is placed on it.
+Destinations are given, or chosen among alive, undrained hosts of the same driver that share a
+protocol version with the host and have room, spreading the load. Evacuations run at a high
+priority. Draining a host also marks it so that nothing new is placed on it.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def _targets(host: str, to: list[str] | None) -> list[Target]:
         if not info.alive or (not to and info.drained):
             continue
         free = info.memory_mib * 1024 - _used_kib(name)
-        targets.append(Target(name, free, frozenset(info.protocols)))
+        targets.append(Target(name, free, frozenset(info.protocols), driver=info.driver))
     return targets
 
 
@@ -65,7 +65,7 @@ def evacuate(
         for d in read_inventory(runtime().redis, host) or []
         if d["state"] in LIVE_STATES
     ]
-    plan = place(vms, _targets(host, to), frozenset(info.protocols))
+    plan = place(vms, _targets(host, to), frozenset(info.protocols), info.driver)
     items = []
     for name, _ in vms:
         destination = plan[name]
@@ -78,7 +78,8 @@ def evacuate(
         if destination is None:
             item["error"] = {
                 "code": "NO_DESTINATION",
-                "message": f"no alive host with room shares a protocol version with {host}",
+                "message": f"no alive {info.driver} host with room shares a protocol version "
+                f"with {host}",
             }
         else:
             request = MigrationRequest(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from dataclasses import dataclass, field
 
@@ -13,7 +14,7 @@ from tasks.protocol import SIDE, SOURCE, Phase
 from tasks.record import MigrationRecord
 from tasks.registry import publish_inventory
 from tasks.runtime import runtime
-from workers.drivers.base import Driver, MigrationJob
+from workers.drivers.base import Driver, DriverError, MigrationJob
 
 
 @dataclass(frozen=True)
@@ -25,20 +26,34 @@ class HostContext:
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     def publish_inventory(self, always: bool = False) -> None:
-        """Write what the host runs to the registry; after a phase, only when it changed."""
+        """Write what the host runs to the registry; after a phase, only when it changed. A
+        hypervisor that does not answer (libvirtd restarting) leaves the last list in place."""
         with self._lock:  # one writer at a time, so an older list never overwrites a newer one
-            domains = [d.as_dict() for d in self.driver.list_domains()]
+            try:
+                domains = [d.as_dict() for d in self.driver.list_domains()]
+            except DriverError as exc:
+                log.warning("inventory of %s not refreshed: %s", self.host, exc)
+                return
             encoded = json.dumps(domains, sort_keys=True)
             if always or self._published.get("domains") != encoded:
                 publish_inventory(runtime().redis, self.host, domains)
                 self._published["domains"] = encoded
 
 
+log = logging.getLogger(__name__)
 _contexts: dict[str, HostContext] = {}  # by queue name; bound once when the worker starts
 
 
 def bind_host(context: HostContext) -> None:
     _contexts[host_queue(context.host)] = context
+
+
+def refresh_watched_inventories() -> None:
+    """Publish the inventory of every bound host whose domains change outside vmigrate, when
+    it changed (called with each heartbeat)."""
+    for context in list(_contexts.values()):
+        if context.driver.CHANGES_OUTSIDE:
+            context.publish_inventory()
 
 
 def current_host(queue: str | None = None) -> HostContext:

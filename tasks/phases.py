@@ -146,7 +146,7 @@ def run_poll(message: dict[str, Any], queue: str = "") -> str:
             left = seconds_left(r.progress, status.progress, now - r.step.touched)
             r.step.poll += 1
             r.step.touched = now
-            r.progress = status.progress
+            r.progress = status.progress or r.progress  # nothing new: keep the last
             return left if left is not None else -1.0
 
         bumped = runtime().store.update(record.id, bump)

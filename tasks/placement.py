@@ -11,10 +11,20 @@ class Target:
     free_kib: int
     protocols: frozenset[int]
     planned: int = 0
+    driver: str = ""
+
+
+def drivers_compatible(source: str, destination: str) -> bool:
+    """A VM moves only between hosts of one driver: a libvirt domain cannot land in vmigrate's
+    own QEMU driver or the sim, nor the reverse (their migration streams and cookies differ)."""
+    return source == destination
 
 
 def place(
-    vms: list[tuple[str, int]], targets: list[Target], source_protocols: frozenset[int]
+    vms: list[tuple[str, int]],
+    targets: list[Target],
+    source_protocols: frozenset[int],
+    source_driver: str = "",
 ) -> dict[str, str | None]:
     """Map each (name, memory_kib) to the compatible target with the most free memory left, or None.
 
@@ -22,7 +32,12 @@ def place(
     planned, so VMs spread across hosts.
     """
     choice: dict[str, str | None] = {}
-    usable = [t for t in targets if t.protocols & source_protocols]
+    usable = [
+        t
+        for t in targets
+        if t.protocols & source_protocols
+        and (not source_driver or drivers_compatible(source_driver, t.driver))
+    ]
     for name, memory in sorted(vms, key=lambda vm: (-vm[1], vm[0])):
         fitting = [t for t in usable if t.free_kib >= memory]
         if not fitting:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from importlib import metadata
 from typing import Any
 
@@ -42,17 +42,29 @@ class HostInfo:
     registered: str = field(default_factory=now_iso)
     alive: bool = False
     drained: bool = False
+    #: How peers reach the host (``keys.host_endpoint``): migration address, port range, and the
+    #: URI of its hypervisor daemon where it has one.
+    endpoint: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, found: str | bytes, **known: Any) -> HostInfo:
+        """A registration as stored; fields a newer release added are ignored, missing ones
+        take their defaults."""
+        names = {f.name for f in fields(cls)}
+        data = {k: v for k, v in json.loads(found).items() if k in names}
+        return cls(**{**data, **known})
 
 
 def register(client: Client, info: HostInfo, ttl: float, alive: bool = True) -> None:
     """Write the host's registration; ``alive`` also marks it alive now (a worker marks itself
     alive only once its consumer listens, with its first heartbeat)."""
-    data = {k: v for k, v in info.as_dict().items() if k not in ("alive", "drained")}
+    data = {k: v for k, v in info.as_dict().items() if k not in ("alive", "drained", "endpoint")}
     with client.pipeline() as pipe:
         pipe.set(keys.host_info(info.name), json.dumps(data))
+        pipe.set(keys.host_endpoint(info.name), json.dumps(info.endpoint))
         pipe.sadd(keys.hosts(), info.name)
         if alive:
             pipe.set(keys.host_alive(info.name), now_iso(), px=int(ttl * 1000))
@@ -99,14 +111,20 @@ def read_hosts(
             pipe.get(keys.host_info(name))
             pipe.exists(keys.host_alive(name))
             pipe.exists(keys.host_drained(name))
+            pipe.get(keys.host_endpoint(name))
         if inventory_of is not None:
             pipe.get(keys.host_domains(inventory_of))
         replies = pipe.execute()
     hosts: list[HostInfo | None] = []
     for index in range(len(names)):
-        found, alive, drained = replies[3 * index : 3 * index + 3]
+        found, alive, drained, endpoint = replies[4 * index : 4 * index + 4]
         hosts.append(
-            HostInfo(**json.loads(found), alive=bool(alive), drained=bool(drained))
+            HostInfo.from_json(
+                found,
+                alive=bool(alive),
+                drained=bool(drained),
+                endpoint=json.loads(endpoint) if endpoint else {},
+            )
             if found
             else None
         )

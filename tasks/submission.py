@@ -26,6 +26,7 @@ from tasks.bounds import (
 from tasks.errors import Refused
 from tasks.flags import validate_flags
 from tasks.negotiation import Wants, negotiate
+from tasks.placement import drivers_compatible
 from tasks.publish import publish_start
 from tasks.queue_store import enqueue
 from tasks.record import MigrationRecord, new_migration_id
@@ -179,6 +180,16 @@ def _check_host(info: HostInfo | None, name: str, role: str) -> HostInfo:
     return info
 
 
+def _check_drivers(source: HostInfo, destination: HostInfo) -> None:
+    if not drivers_compatible(source.driver, destination.driver):
+        raise Refused(
+            "DRIVER_MISMATCH",
+            f"source host {source.name!r} runs the {source.driver} driver and destination "
+            f"{destination.name!r} the {destination.driver} driver: a VM moves only between "
+            "hosts of one driver",
+        )
+
+
 def _check_domain(
     request: MigrationRequest, flags: frozenset[str], inventory: list[dict[str, Any]]
 ) -> None:
@@ -203,6 +214,7 @@ def submit(request: MigrationRequest, rt: Runtime | None = None) -> MigrationRec
     flags = _check_options(request, rt.settings.max_xml_bytes)
     entry = _schedule(request, rt.settings)
     source, destination, inventory = _hosts(rt.redis, request)
+    _check_drivers(source, destination)
     wants = Wants.of(request.dname, request.xml, flags)
     candidates = negotiate(frozenset(source.protocols), frozenset(destination.protocols), wants)
     _check_domain(request, flags, inventory)

@@ -89,6 +89,15 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help=f"host memory for guests (default {HostConfig.memory_mib})",
     )
     p.add_argument("--host-uuid", help="sim: host uuid (default: generated once, kept in state)")
+    p.add_argument(
+        "--libvirt-uri",
+        help="libvirt: the local libvirtd (default $VMIGRATE_LIBVIRT_URI or qemu:///system)",
+    )
+    p.add_argument(
+        "--libvirt-peer-uri",
+        help="libvirt: how peer daemons reach this libvirtd, e.g. qemu+tls://HOST/system "
+        "(default: the libvirt URI when it names a host or socket, else qemu+tcp://ADDRESS/system)",
+    )
     add_service_options(p)
 
 

@@ -51,6 +51,8 @@ def worker(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         link_mibps=args.link_mibps,
         time_scale=args.time_scale,
+        libvirt_uri=args.libvirt_uri,
+        libvirt_peer_uri=args.libvirt_peer_uri,
         memory_mib=args.memory_mib,
         host_uuid=args.host_uuid,
         loglevel=args.loglevel,

@@ -25,11 +25,13 @@ class LocalFleet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 
-    def _spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child owns it)
         proc = subprocess.Popen(
             [sys.executable, "-m", "vmigrate.cli", *args],
-            env=self.env,
+            env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -39,8 +41,9 @@ class LocalFleet:
         return proc
 
     def start_host(
-        self, name: str, *extra: str, protocols: str = "1,2,3"
+        self, name: str, *extra: str, protocols: str = "1,2,3", env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
+        """A host worker; ``env`` adds settings of this host's own (its migration address)."""
         args = [
             "worker",
             "--host",
@@ -51,7 +54,7 @@ class LocalFleet:
             str(self.home / "hosts" / name),
             *extra,
         ]
-        return self._spawn(name, args)
+        return self._spawn(name, args, env)
 
     def start_hosts(self, names: list[str], *extra: str) -> subprocess.Popen[bytes]:
         """One worker process serving several sim hosts (for benchmarks and test beds)."""

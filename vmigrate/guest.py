@@ -87,7 +87,15 @@ def guest_xml(
     fill_mib: int = 64,
     dirty_mib: int = 0,
     domain_type: str = "qemu",
+    console: str = "console.log",
+    network: bool = True,
 ) -> str:
+    """The guest's definition. ``console``: the serial console's file (the QEMU driver keeps a
+    relative one in the domain's directory; libvirt needs an absolute path). ``network``: a
+    user-mode NIC (libvirt daemons on a test bed run without one)."""
+    nic = """
+    <interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/></interface>"""
+    nic = nic if network else ""
     cmdline = f"console=ttyS0 quiet panic=-1 vm.fill={fill_mib} vm.dirty={dirty_mib}"
     return f"""<domain type='{domain_type}'>
   <name>{name}</name>
@@ -100,7 +108,6 @@ def guest_xml(
     <cmdline>{cmdline}</cmdline>
   </os>
   <devices>
-    <serial type='file'><source path='console.log'/><target port='0'/></serial>
-    <interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/></interface>
+    <serial type='file'><source path='{console}'/><target port='0'/></serial>{nic}
   </devices>
 </domain>"""

@@ -41,6 +41,9 @@ class Cookie:
     hostuuid: str
     features: tuple[str, ...] = ()
     statistics: dict[str, int] = field(default_factory=dict)
+    #: How the sender's libvirt daemon is reached by its peer (the libvirt driver's Begin and
+    #: Prepare cookies); an optional element, which older readers ignore.
+    daemon_uri: str | None = None
 
     def to_xml(self) -> str:
         root = etree.Element(ROOT)
@@ -49,6 +52,8 @@ class Cookie:
                 etree.SubElement(root, tag).text = getattr(self, tag)
         for feature in self.features:
             etree.SubElement(root, "feature", name=feature)
+        if self.daemon_uri:
+            etree.SubElement(root, "daemon-uri").text = self.daemon_uri
         if self.statistics:
             stats = etree.SubElement(root, "statistics")
             for key, value in sorted(self.statistics.items()):
@@ -82,6 +87,7 @@ def parse_cookie(text: str) -> Cookie:
         hostuuid=_text(root, "hostuuid"),
         features=tuple(f.get("name", "") for f in root.findall("feature")),
         statistics=stats,
+        daemon_uri=(root.findtext("daemon-uri") or "").strip() or None,
     )
 
 

@@ -15,11 +15,12 @@ from pathlib import Path
 from celery.signals import worker_ready
 
 from broker.queues import check_host_name, host_queue
-from tasks.hostside import HostContext, bind_host
+from broker.settings import Settings
+from tasks.hostside import HostContext, bind_host, refresh_watched_inventories
 from tasks.reconcile import reconcile
 from tasks.registry import HostInfo, heartbeat, register, unregister_alive
 from tasks.runtime import runtime
-from workers.drivers.base import Driver
+from workers.drivers.base import Driver, DriverError
 from workers.drivers.registry import DriverSettings, UnknownDriver, load_driver
 from workers.drivers.shared.config import HostConfig
 from workers.service import observability, run_celery_worker, warn_if_volatile
@@ -35,6 +36,8 @@ class HostOptions:
     state_dir: Path | None = None
     link_mibps: float | None = None  # sim only; None: the sim's own default
     time_scale: float | None = None  # sim only; None: the sim's own default
+    libvirt_uri: str | None = None  # libvirt only; None: the libvirt_uri setting
+    libvirt_peer_uri: str | None = None  # libvirt only; None: the libvirt_peer_uri setting
     memory_mib: int = HostConfig.memory_mib
     host_uuid: str | None = None
     loglevel: str = "WARNING"
@@ -56,16 +59,20 @@ def build_driver(options: HostOptions, host: str, state_dir: Path) -> Driver:
                 migration_address=settings.migration_address,
                 ports=range(settings.migration_port_min, settings.migration_port_max + 1),
                 host_uuid=options.host_uuid,
-                extra=_driver_extra(options, settings.completion_timeout_per_gib),
+                extra=_driver_extra(options, settings),
             ),
         )
-    except UnknownDriver as exc:
-        raise SystemExit(str(exc)) from None
+    except (UnknownDriver, DriverError, RuntimeError) as exc:
+        raise SystemExit(f"host {host}: {exc}") from None
 
 
-def _driver_extra(options: HostOptions, completion_timeout_per_gib: float) -> dict[str, float]:
+def _driver_extra(options: HostOptions, settings: Settings) -> dict[str, float | str]:
     """The driver-specific values the worker was given (a driver keeps its defaults for others)."""
-    extra = {"completion_timeout_per_gib": completion_timeout_per_gib}
+    extra: dict[str, float | str] = {
+        "completion_timeout_per_gib": settings.completion_timeout_per_gib,
+        "libvirt_uri": options.libvirt_uri or settings.libvirt_uri,
+        "libvirt_peer_uri": options.libvirt_peer_uri or settings.libvirt_peer_uri,
+    }
     if options.link_mibps is not None:
         extra["link_mibps"] = options.link_mibps
     if options.time_scale is not None:
@@ -77,7 +84,8 @@ def _heartbeat_loop(hosts: list[str], interval: float, ttl: float, stop: threadi
     while not stop.wait(interval):
         try:
             heartbeat(runtime().redis, hosts, ttl)
-        except Exception:  # the broker may blip; the next beat retries
+            refresh_watched_inventories()
+        except Exception:  # the broker or the hypervisor may blip; the next beat retries
             log.warning("heartbeat of %s failed", ", ".join(hosts[:3]), exc_info=True)
 
 
@@ -134,6 +142,7 @@ def run_host_worker(options: HostOptions, home: Path) -> None:
             memory_mib=caps.memory_mib,
             vcpus=caps.vcpus,
             host_uuid=driver.host_uuid,
+            endpoint=driver.endpoint(),
         )
         register(rt.redis, info, rt.settings.host_ttl, alive=False)
         reconcile(context)

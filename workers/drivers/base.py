@@ -134,12 +134,20 @@ class TransferStatus:
 class Driver(abc.ABC):
     """One hypervisor on one host."""
 
+    #: Domains change outside vmigrate (an operator's virsh, a guest that shuts itself down):
+    #: the worker then re-reads the inventory with every heartbeat.
+    CHANGES_OUTSIDE: bool = False
+
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...
 
     @property
     @abc.abstractmethod
     def host_uuid(self) -> str: ...
+
+    def endpoint(self) -> dict[str, object]:
+        """How peers reach this host (registered beside it): address, ports, daemon URI."""
+        return {}
 
     @abc.abstractmethod
     def migration_jobs(self) -> dict[str, dict[str, str]]:

@@ -18,6 +18,7 @@ from workers.drivers.base import Driver
 DRIVERS: dict[str, str] = {
     "sim": "workers.drivers.sim",
     "qemu": "workers.drivers.qemu",
+    "libvirt": "workers.drivers.libvirt",
 }
 
 
@@ -32,9 +33,10 @@ class DriverSettings:
     migration_address: str
     ports: range
     host_uuid: str | None = None
-    #: Driver-specific values by name (the sim's link_mibps and time_scale, QEMU's
-    #: completion_timeout_per_gib); a driver takes those it knows.
-    extra: Mapping[str, float] = field(default_factory=dict)
+    #: Driver-specific values by name (the sim's link_mibps and time_scale, QEMU's and
+    #: libvirt's completion_timeout_per_gib, libvirt's libvirt_uri and libvirt_peer_uri); a
+    #: driver takes those it knows.
+    extra: Mapping[str, float | str] = field(default_factory=dict)
 
     def host_fields(self) -> dict[str, Any]:
         """What every driver's configuration (``HostConfig``) takes from these settings."""

@@ -52,6 +52,16 @@ class HostDriver(Driver):
     def host_uuid(self) -> str:
         return self.state.host_uuid
 
+    def endpoint(self) -> dict[str, object]:
+        ports = self.config.ports
+        found: dict[str, object] = {
+            "migration_address": self.config.migration_address,
+            "migration_ports": [ports.start, ports.stop - 1],
+        }
+        if self._daemon_uri():
+            found["daemon_uri"] = self._daemon_uri()
+        return found
+
     def _current_state(self, name: str) -> DomainState:
         """What the guest is doing now; a driver whose guests live outside its state asks them."""
         state: DomainState = self.state.domains[name]["state"]
@@ -81,15 +91,26 @@ class HostDriver(Driver):
 
     # Cookies ---------------------------------------------------------------------------------
     def _cookie(self, name: str, uuid: str | None, stats: dict[str, int] | None = None) -> str:
-        return Cookie(name, uuid, self.config.host, self.host_uuid, statistics=stats or {}).to_xml()
+        return Cookie(
+            name,
+            uuid,
+            self.config.host,
+            self.host_uuid,
+            statistics=stats or {},
+            daemon_uri=self._daemon_uri(),
+        ).to_xml()
+
+    def _daemon_uri(self) -> str | None:
+        """How a peer reaches this host's hypervisor daemon, if it has one (libvirt)."""
+        return None
 
     def _check_cookie(
         self, text: str | None, phase: str, name: str, uuid: str, uuid_optional: bool = False
-    ) -> None:
+    ) -> Cookie:
         if text is None:
             raise DriverError(f"{phase} needs a migration cookie and got none", "COOKIE_REJECTED")
         try:
-            validate_cookie(
+            return validate_cookie(
                 text,
                 phase=phase,
                 expect_name=name,

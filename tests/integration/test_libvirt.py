@@ -1,0 +1,329 @@
+"""The libvirt driver on two real libvirt daemons acting as two hosts (vmigrate/libvirt_bed.py).
+
+Each daemon has its own mount and UTS namespaces, hostname, host UUID, loopback address and port
+range, under a child subreaper; a vmigrate worker beside each drives it by URI, and the session's
+dispatchers and Redis carry the migration. Guests are defined with ``virsh`` directly on a daemon,
+not through vmigrate, as on a fleet vmigrate did not build. The guest is the QEMU tests' busy
+Linux guest (domain type ``qemu``, TCG); its console file is the same path on both daemons and a
+different file on each, so each host's console shows what ran there.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tasks.cancel import request_cancel
+from tasks.runtime import runtime
+from tests.conftest import FAST_RECOVERY, HOME, PORT_BASE, REDIS_URL
+from tests.environment import IN_CI
+from tests.helpers import cli, unique, wait_terminal, wait_until
+from vmigrate import libvirt_bed
+from vmigrate.fleet import LocalFleet
+from vmigrate.guest import build_initramfs, find_kernel, guest_xml
+
+HEARTBEAT = re.compile(r"HB (\S+) (\d+)")
+#: Small enough that a guest which cannot converge is aborted within the test's patience.
+TIMEOUT_PER_GIB = "25"
+ENV = {
+    "VMIGRATE_BROKER_URL": REDIS_URL,
+    **FAST_RECOVERY,
+    "VMIGRATE_COMPLETION_TIMEOUT_PER_GIB": TIMEOUT_PER_GIB,
+}
+HOSTS = ("la", "lb")
+
+
+def require_libvirt() -> None:
+    problem = libvirt_bed.missing()
+    if problem is None:
+        return
+    message = f"{problem}: {libvirt_bed.INSTALL}"
+    if IN_CI:
+        pytest.fail(message + " (in CI a missing dependency is a failure)")
+    pytest.skip(message)
+
+
+class Bed:
+    """The daemons, the workers beside them, and the guest's kernel and initramfs."""
+
+    def __init__(self, daemons: libvirt_bed.Bed, fleet: LocalFleet, kernel: Path, initrd: Path):
+        self.daemons = {d.name: d for d in daemons.daemons}
+        self.fleet = fleet
+        self.kernel = kernel
+        self.initrd = initrd
+
+    def start_worker(self, host: str) -> None:
+        daemon = self.daemons[host]
+        self.fleet.start_host(
+            host,
+            "--driver",
+            "libvirt",
+            "--libvirt-uri",
+            daemon.uri,
+            protocols="3",
+            env={
+                "VMIGRATE_MIGRATION_ADDRESS": daemon.address,
+                "VMIGRATE_MIGRATION_PORT_MIN": str(daemon.ports.start),
+                "VMIGRATE_MIGRATION_PORT_MAX": str(daemon.ports.stop - 1),
+            },
+        )
+
+    def console(self, host: str, name: str) -> list[tuple[str, int]]:
+        path = self.daemons[host].console_file(name)
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return [(b, int(n)) for b, n in HEARTBEAT.findall(text)]
+
+    def boot(self, host: str, fill: int = 32, dirty: int = 0, memory: int = 256) -> str:
+        """A guest defined and started with virsh on ``host``'s daemon, printing heartbeats."""
+        name = unique("lv")
+        xml = guest_xml(
+            name,
+            self.kernel,
+            self.initrd,
+            memory_mib=memory,
+            fill_mib=fill,
+            dirty_mib=dirty,
+            console=f"{libvirt_bed.CONSOLE_DIR}/{name}.log",
+            network=False,
+        )
+        path = HOME / f"{name}.xml"
+        path.write_text(xml)
+        daemon = self.daemons[host]
+        daemon.virsh("define", str(path))
+        daemon.virsh("start", name)
+        wait_until(lambda: len(self.console(host, name)) >= 3, f"{name} booted", 90, every=0.3)
+        wait_until(lambda: _listed(self, host, name), f"{name} in {host}'s inventory", 20)
+        return name
+
+    def states(self, name: str) -> dict[str, str]:
+        """``virsh list --all`` on each daemon: the domain's state there, or absent."""
+        found = {}
+        for host, daemon in self.daemons.items():
+            rows = [line.split() for line in daemon.virsh("list", "--all").splitlines()[2:]]
+            found[host] = next((" ".join(r[2:]) for r in rows if len(r) > 2 and r[1] == name), "")
+        return found
+
+    def running_on(self, name: str) -> list[str]:
+        return [h for h, state in self.states(name).items() if state == "running"]
+
+
+def _listed(bed: Bed, host: str, name: str) -> bool:
+    from tasks.registry import read_inventory
+
+    return any(d["name"] == name for d in read_inventory(runtime().redis, host) or [])
+
+
+@pytest.fixture(scope="module")
+def bed(fleet: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Bed]:
+    require_libvirt()
+    root = tmp_path_factory.mktemp("libvirt-bed")
+    initrd = build_initramfs(root / "initrd.cpio")
+    daemons = libvirt_bed.make_bed(root, list(HOSTS), first_port=PORT_BASE + 100, per_host=50)
+    local = LocalFleet(ENV, HOME, log_dir=HOME / "logs")
+    try:
+        daemons.start()
+        made = Bed(daemons, local, find_kernel(), initrd)
+        for host in HOSTS:
+            made.start_worker(host)
+        local.wait_ready(runtime().redis, list(HOSTS))
+        yield made
+    finally:
+        local.stop_all()
+        daemons.stop()
+
+
+def migrate_cli(*args: str, timeout: float = 180) -> tuple[int, dict[str, Any]]:
+    """``vmigrate migrate ... --wait --json``: the exit status and the final record."""
+    done = cli(ENV, HOME, "migrate", *args, "--wait", "--json", timeout=timeout)
+    assert done.stdout.startswith("{"), (
+        f"no JSON from vmigrate migrate: {done.stdout} {done.stderr}"
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def counting_on(bed: Bed, host: str, name: str, after: int = 0) -> list[tuple[str, int]]:
+    """The guest's heartbeats on ``host`` go on past ``after``: it runs there."""
+    return wait_until(
+        lambda: [hb for hb in bed.console(host, name) if hb[1] > after + 2],
+        f"{name} counting on {host}",
+        30,
+    )
+
+
+def copying(migration_id: str) -> bool:
+    """Perform has sent some memory."""
+    record = runtime().store.get(migration_id)
+    return record is not None and record.progress.get("memory_processed", 0) > 0
+
+
+def test_a_domain_defined_with_virsh_migrates_live_to_the_other_daemon(bed: Bed) -> None:
+    name = bed.boot("la")
+    code, record = migrate_cli(name, "--from", "la", "--to", "lb", "--live")
+    assert code == 0 and record["state"] == "completed", record
+    assert record["protocol"] == 3
+    last_on_a = bed.console("la", name)[-1]
+    on_b = counting_on(bed, "lb", name, after=last_on_a[1])
+    assert {boot for boot, _ in on_b} == {last_on_a[0]}, "the same boot goes on, not a reboot"
+    assert bed.running_on(name) == ["lb"]
+    assert bed.states(name)["la"] == "shut off", "persistent source: kept defined, shut off"
+    assert record["progress"]["transferred"] > 16 * 2**20, record["progress"]
+
+
+def test_dname_persist_and_undefine_source_as_virsh_shows_them(bed: Bed) -> None:
+    name = bed.boot("la")
+    new = unique("renamed")
+    code, record = migrate_cli(
+        name,
+        "--from",
+        "la",
+        "--to",
+        "lb",
+        "--live",
+        "--dname",
+        new,
+        "--persist",
+        "--undefine-source",
+    )
+    assert code == 0 and record["state"] == "completed", record
+    info = bed.daemons["lb"].virsh("dominfo", new)
+    assert re.search(r"State:\s+running", info) and re.search(r"Persistent:\s+yes", info), info
+    assert bed.states(name) == {"la": "", "lb": ""}, "undefined on la; known as the new name on lb"
+    assert bed.running_on(new) == ["lb"]
+
+
+def test_cancel_mid_way_under_a_bandwidth_cap_leaves_the_guest_running_on_the_source(
+    bed: Bed,
+) -> None:
+    name = bed.boot("la", fill=160)
+    done = cli(
+        ENV, HOME, "migrate", name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "8"
+    )
+    assert done.returncode == 0, done.stderr
+    migration_id = done.stdout.split()[-1]
+    seen: list[float] = []
+
+    def moving() -> bool:
+        record = runtime().store.get(migration_id)
+        assert record is not None and not record.terminal, record
+        processed = record.progress.get("memory_processed", 0.0)
+        if processed and (not seen or processed > seen[-1]):
+            seen.append(processed)
+        return len(seen) >= 3
+
+    wait_until(moving, "progress moving under the cap", 30, every=0.3)
+    request_cancel(migration_id)
+    final = wait_terminal(migration_id, 60)
+    assert final.state == "cancelled", final
+    assert bed.running_on(name) == ["la"]
+    assert bed.states(name)["lb"] == "", "nothing left of the incoming domain on lb"
+    counting_on(bed, "la", name, after=bed.console("la", name)[-1][1])
+
+
+def test_a_guest_that_cannot_converge_is_aborted_at_the_completion_timeout(bed: Bed) -> None:
+    # Dirtying 16 MiB/s over a 2 MiB/s link never converges; libvirt's job is aborted.
+    name = bed.boot("la", fill=32, dirty=16)
+    code, record = migrate_cli(name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "2")
+    assert code != 0 and record["state"] == "failed", record
+    assert record["error"]["code"] == "NOT_CONVERGED", record["error"]
+    assert bed.running_on(name) == ["la"]
+    counting_on(bed, "la", name, after=bed.console("la", name)[-1][1])
+
+
+def test_a_guest_that_cannot_converge_switches_to_postcopy_when_allowed(bed: Bed) -> None:
+    name = bed.boot("la", fill=32, dirty=16)
+    code, record = migrate_cli(
+        name, "--from", "la", "--to", "lb", "--live", "--postcopy", "--bandwidth", "2"
+    )
+    assert code == 0 and record["state"] == "completed", record
+    assert bed.running_on(name) == ["lb"]
+    counting_on(bed, "lb", name)
+
+
+def test_the_source_worker_killed_mid_perform_and_restarted_still_ends_the_migration(
+    bed: Bed,
+) -> None:
+    name = bed.boot("la", fill=96)
+    done = cli(
+        ENV, HOME, "migrate", name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "24"
+    )
+    migration_id = done.stdout.split()[-1]
+    wait_until(lambda: copying(migration_id), "Perform copying", 30)
+    bed.fleet.stop("la", signal.SIGKILL)
+    time.sleep(1)
+    bed.start_worker("la")
+    final = wait_terminal(migration_id, 120)
+    assert final.state == "completed", final
+    assert bed.running_on(name) == ["lb"], "libvirtd carried the migration on without the worker"
+    counting_on(bed, "lb", name)
+
+
+def test_the_destination_daemon_killed_mid_migration_leaves_the_guest_on_the_source(
+    bed: Bed,
+) -> None:
+    name = bed.boot("la", fill=128)
+    done = cli(
+        ENV, HOME, "migrate", name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "16"
+    )
+    migration_id = done.stdout.split()[-1]
+    wait_until(lambda: copying(migration_id), "Perform copying", 30)
+    bed.daemons["lb"].kill_daemon()
+    try:
+        final = wait_terminal(migration_id, 120)
+    finally:
+        bed.daemons["lb"].start()
+    assert final.state == "failed", final
+    # libvirtd, restarted, removes the half-received domain; the guest runs on la only.
+    wait_until(lambda: bed.running_on(name) == ["la"], "the guest on la only", 60)
+    counting_on(bed, "la", name, after=bed.console("la", name)[-1][1])
+
+
+def test_the_source_daemon_restarted_mid_migration_ends_it_with_the_guest_on_one_host(
+    bed: Bed,
+) -> None:
+    name = bed.boot("la", fill=128)
+    done = cli(
+        ENV, HOME, "migrate", name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "16"
+    )
+    migration_id = done.stdout.split()[-1]
+    wait_until(lambda: copying(migration_id), "Perform copying", 30)
+    bed.daemons["la"].kill_daemon()
+    time.sleep(2)
+    bed.daemons["la"].start()
+    final = wait_terminal(migration_id, 180)
+    assert final.state in ("completed", "failed"), final
+    where = "lb" if final.state == "completed" else "la"
+    wait_until(lambda: bed.running_on(name) == [where], f"the guest on {where} only", 60)
+    assert final.vm_host == where, final
+    counting_on(
+        bed, where, name, after=bed.console(where, name)[-1][1] if final.state == "failed" else 0
+    )
+
+
+def test_evacuating_a_libvirt_host_moves_every_domain_to_the_other(bed: Bed) -> None:
+    names = [bed.boot("la", fill=16) for _ in range(3)]
+    done = cli(ENV, HOME, "evacuate", "la", "--wait", "--json", timeout=300)
+    items = json.loads(done.stdout)
+    ours = [item for item in items if item["domain"] in names]
+    assert len(ours) == 3 and all(item["destination"] == "lb" for item in ours), items
+    assert all(item["state"] == "completed" for item in items), [
+        (i["domain"], i["state"], i.get("error")) for i in items
+    ]
+    for name in names:
+        assert bed.running_on(name) == ["lb"]
+
+
+def test_a_migration_to_a_host_of_another_driver_is_refused_before_anything_runs(
+    bed: Bed,
+) -> None:
+    name = bed.boot("la", fill=16)
+    done = cli(ENV, HOME, "migrate", name, "--from", "la", "--to", "p3a", "--json")
+    assert done.returncode != 0
+    assert "DRIVER_MISMATCH" in done.stdout + done.stderr, done.stdout + done.stderr
+    assert bed.running_on(name) == ["la"]
