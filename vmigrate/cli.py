@@ -152,9 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep", action="store_true", help=argparse.SUPPRESS)
     p.add_argument(
         "--driver",
-        choices=["sim", "qemu"],
+        choices=["sim", "qemu", "libvirt"],
         default="sim",
-        help="qemu: real Linux guests (needs QEMU, a kernel and busybox)",
+        help="qemu: real Linux guests (needs QEMU, a kernel and busybox); libvirt: the same "
+        "guest on two libvirt daemons (needs root, libvirt and libvirt-python)",
     )
     sub.add_parser("embedded-stop", help="stop the embedded broker of VMIGRATE_HOME")
     fleet_commands.add_parsers(sub)

@@ -202,6 +202,10 @@ def demo(args: argparse.Namespace) -> int:
         from vmigrate.demo_qemu import run_qemu_demo  # noqa: PLC0415
 
         return run_qemu_demo()
+    if args.driver == "libvirt":
+        from vmigrate.demo_libvirt import run_libvirt_demo  # noqa: PLC0415
+
+        return run_libvirt_demo()
     from vmigrate.demo import run_demo  # noqa: PLC0415
 
     return run_demo(keep=args.keep)

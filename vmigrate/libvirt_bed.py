@@ -24,6 +24,7 @@ import time
 import uuid as uuidlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: libvirt's directories that each daemon gets its own copy of.
 PRIVATE = {
@@ -41,6 +42,16 @@ INSTALL = (
     "libvirt-dev pkg-config qemu-system-x86 && pip install 'vmigrate[libvirt]'"
 )
 QEMU_USER = "libvirt-qemu"  # the qemu driver resolves it at start-up even with user = "root"
+
+
+def guest_definition(name: str, kernel: Path, initrd: Path, **options: Any) -> str:
+    """The busy test guest (vmigrate/guest.py) as a bed's daemons run it: its console in
+    ``CONSOLE_DIR``, no NIC (the daemons run without networks)."""
+    from vmigrate.guest import guest_xml  # noqa: PLC0415
+
+    return guest_xml(
+        name, kernel, initrd, console=f"{CONSOLE_DIR}/{name}.log", network=False, **options
+    )
 
 
 class BedUnavailable(RuntimeError):
@@ -116,6 +127,16 @@ class Daemon:
     def uri(self) -> str:
         """How clients and peer daemons reach this daemon (a path every namespace sees)."""
         return f"qemu+unix:///system?socket={self.socket}"
+
+    def worker_options(self) -> tuple[list[str], dict[str, str]]:
+        """The arguments and settings of the vmigrate worker beside this daemon."""
+        args = ["--driver", "libvirt", "--libvirt-uri", self.uri]
+        env = {
+            "VMIGRATE_MIGRATION_ADDRESS": self.address,
+            "VMIGRATE_MIGRATION_PORT_MIN": str(self.ports.start),
+            "VMIGRATE_MIGRATION_PORT_MAX": str(self.ports.stop - 1),
+        }
+        return args, env
 
     def console_file(self, guest: str) -> Path:
         """Where this daemon's QEMU writes ``guest``'s console (``CONSOLE_DIR`` seen from here)."""

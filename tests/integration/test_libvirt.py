@@ -27,7 +27,7 @@ from tests.environment import IN_CI
 from tests.helpers import cli, unique, wait_terminal, wait_until
 from vmigrate import libvirt_bed
 from vmigrate.fleet import LocalFleet
-from vmigrate.guest import build_initramfs, find_kernel, guest_xml
+from vmigrate.guest import build_initramfs, find_kernel
 
 HEARTBEAT = re.compile(r"HB (\S+) (\d+)")
 #: Small enough that a guest which cannot converge is aborted within the test's patience.
@@ -60,40 +60,23 @@ class Bed:
         self.initrd = initrd
 
     def start_worker(self, host: str) -> None:
-        daemon = self.daemons[host]
-        self.fleet.start_host(
-            host,
-            "--driver",
-            "libvirt",
-            "--libvirt-uri",
-            daemon.uri,
-            protocols="3",
-            env={
-                "VMIGRATE_MIGRATION_ADDRESS": daemon.address,
-                "VMIGRATE_MIGRATION_PORT_MIN": str(daemon.ports.start),
-                "VMIGRATE_MIGRATION_PORT_MAX": str(daemon.ports.stop - 1),
-            },
-        )
+        args, env = self.daemons[host].worker_options()
+        self.fleet.start_host(host, *args, protocols="3", env=env)
 
     def console(self, host: str, name: str) -> list[tuple[str, int]]:
         path = self.daemons[host].console_file(name)
         text = path.read_text(errors="replace") if path.exists() else ""
         return [(b, int(n)) for b, n in HEARTBEAT.findall(text)]
 
-    def boot(self, host: str, fill: int = 32, dirty: int = 0, memory: int = 256) -> str:
+    def boot(
+        self, host: str, fill: int = 32, dirty: int = 0, memory: int = 256, name: str = ""
+    ) -> str:
         """A guest defined and started with virsh on ``host``'s daemon, printing heartbeats."""
-        name = unique("lv")
-        xml = guest_xml(
-            name,
-            self.kernel,
-            self.initrd,
-            memory_mib=memory,
-            fill_mib=fill,
-            dirty_mib=dirty,
-            console=f"{libvirt_bed.CONSOLE_DIR}/{name}.log",
-            network=False,
+        name = name or unique("lv")
+        xml = libvirt_bed.guest_definition(
+            name, self.kernel, self.initrd, memory_mib=memory, fill_mib=fill, dirty_mib=dirty
         )
-        path = HOME / f"{name}.xml"
+        path = HOME / f"{name}-{host}.xml"
         path.write_text(xml)
         daemon = self.daemons[host]
         daemon.virsh("define", str(path))
@@ -244,6 +227,34 @@ def test_a_guest_that_cannot_converge_switches_to_postcopy_when_allowed(bed: Bed
     assert code == 0 and record["state"] == "completed", record
     assert bed.running_on(name) == ["lb"]
     counting_on(bed, "lb", name)
+
+
+def test_prepare_refuses_a_name_already_running_on_the_destination(bed: Bed) -> None:
+    name = bed.boot("la", fill=16)
+    bed.boot("lb", fill=16, name=name)  # another VM of that name (another uuid) runs on lb
+    code, record = migrate_cli(name, "--from", "la", "--to", "lb", "--live")
+    assert code != 0 and record["error"]["code"] == "DOMAIN_CONFLICT", record["error"]
+    assert [p["name"] for p in record["phases"]][:2] == ["begin", "prepare"]
+    assert "perform" not in [p["name"] for p in record["phases"]], "refused before anything moved"
+    assert sorted(bed.running_on(name)) == ["la", "lb"], "both VMs still run where they were"
+    bed.daemons["lb"].virsh("destroy", name)
+
+
+def test_prepare_refuses_a_cpu_the_destination_cannot_run(bed: Bed) -> None:
+    name = bed.boot("la", fill=16)
+    xml = bed.daemons["la"].virsh("dumpxml", "--migratable", name)
+    wanted = re.sub(
+        r"<cpu .*?</cpu>",
+        "<cpu mode='custom' match='exact'><model fallback='forbid'>Icelake-Server</model></cpu>",
+        xml,
+        flags=re.S,
+    )
+    path = HOME / f"{name}-icelake.xml"
+    path.write_text(wanted)
+    code, record = migrate_cli(name, "--from", "la", "--to", "lb", "--live", "--xml", str(path))
+    assert code != 0 and record["error"]["code"] == "CPU_INCOMPATIBLE", record["error"]
+    assert "perform" not in [p["name"] for p in record["phases"]]
+    assert bed.running_on(name) == ["la"]
 
 
 def test_the_source_worker_killed_mid_perform_and_restarted_still_ends_the_migration(

@@ -110,7 +110,9 @@ def test_an_unknown_driver_is_refused_by_name(tmp_path):
     from workers.drivers.registry import DriverSettings, UnknownDriver, load_driver
 
     settings = DriverSettings("h", tmp_path, frozenset({3}), 1024, "127.0.0.1", range(1, 2))
-    with pytest.raises(UnknownDriver, match="unknown driver 'xen': choose one of libvirt, qemu, sim"):
+    with pytest.raises(
+        UnknownDriver, match="unknown driver 'xen': choose one of libvirt, qemu, sim"
+    ):
         load_driver("xen", settings)
     sim = load_driver("sim", settings)
     assert sim.capabilities().driver == "sim" and sim.capabilities().protocols == frozenset({3})

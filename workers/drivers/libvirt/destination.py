@@ -22,6 +22,7 @@ from workers.drivers.base import (
     PrepareResult,
     VersionUnsupported,
 )
+from workers.drivers.libvirt import mapping
 from workers.drivers.libvirt.base import LibvirtBase, cpu_element, libvirt_error
 from workers.drivers.libvirt.binding import libvirt
 from workers.drivers.shared.ports import probe_free_port
@@ -90,7 +91,7 @@ class LibvirtDestination(LibvirtBase):
             for j in self.state.incoming.values()
             if j["status"] == "prepared"
         )
-        if memory_kib > free_kib - pending:
+        if mapping.memory_shortfall(memory_kib, free_kib, pending):
             raise NoCapacity(
                 f"host {self.config.host} has not enough free memory for '{name}' "
                 f"({memory_kib // 1024} MiB needed, {max(0, free_kib - pending) // 1024} MiB free)"

@@ -68,8 +68,8 @@ def state_of(code: int) -> DomainState:
 
 def progress(stats: Mapping[str, Any]) -> dict[str, float]:
     """The record's progress from libvirt's ``jobStats`` of a running migration."""
-    total = float(stats.get("memory_total", 0)) or 1.0
-    remaining = float(stats.get("memory_remaining", 0))
+    total = float(stats.get("memory_total", 0))
+    remaining = float(stats.get("memory_remaining", total))
     page = float(stats.get("memory_page_size", 4096))
     return {
         "memory_total": total,
@@ -81,7 +81,7 @@ def progress(stats: Mapping[str, Any]) -> dict[str, float]:
         "data_processed": float(stats.get("data_processed", 0)),
         "data_remaining": float(stats.get("data_remaining", 0)),
         "expected_downtime_ms": float(stats.get("downtime", 0)),
-        "percent": max(0.0, min(99.9, 100.0 * (1 - remaining / total))),
+        "percent": max(0.0, min(99.9, 100.0 * (1 - remaining / total))) if total else 0.0,
     }
 
 
@@ -93,6 +93,12 @@ def completed_stats(stats: Mapping[str, Any]) -> dict[str, int]:
         "transferred": int(stats.get("data_processed", stats.get("memory_processed", 0))),
         "iterations": int(stats.get("memory_iteration", 0)),
     }
+
+
+def memory_shortfall(need_kib: int, free_kib: int, pending_kib: int) -> int:
+    """KiB missing for a guest of ``need_kib`` on a host with ``free_kib`` free, of which
+    ``pending_kib`` is promised to migrations already prepared; 0 when it fits."""
+    return max(0, need_kib - (free_kib - pending_kib))
 
 
 def timed_out(started_at: float, now: float, memory_kib: int, per_gib: float) -> bool:

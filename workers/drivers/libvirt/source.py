@@ -189,7 +189,7 @@ class LibvirtSource(LibvirtBase):
                     self._enforce_timeout(job, out, dom)
                     return TransferStatus(False, progress=mapping.progress(stats))
                 if run is not None:  # libvirt's job has not started yet, or just ended
-                    return TransferStatus(False, progress={"percent": 0.0})
+                    return TransferStatus(False, progress={})
             return self._ended(job, out, run, dom)
 
     def _source_domain(self, out: dict[str, Any]) -> Any:
