@@ -11,6 +11,7 @@ from broker.queues import host_queue
 from tasks import flow
 from tasks.flags import dest_flags
 from tasks.protocol import SIDE, SOURCE, Phase
+from tasks.publish import publish_poll_now
 from tasks.record import MigrationRecord
 from tasks.registry import publish_inventory
 from tasks.runtime import runtime
@@ -46,6 +47,14 @@ _contexts: dict[str, HostContext] = {}  # by queue name; bound once when the wor
 
 def bind_host(context: HostContext) -> None:
     _contexts[host_queue(context.host)] = context
+    context.driver.watch_transfers(lambda migration_id: poll_now(context.host, migration_id))
+
+
+def poll_now(host: str, migration_id: str) -> None:
+    """The driver saw a transfer end: poll it now rather than at the next interval."""
+    record = runtime().store.get(migration_id)
+    if record is not None:
+        publish_poll_now(record, host)
 
 
 def refresh_watched_inventories() -> None:

@@ -82,5 +82,15 @@ def publish_poll(record: MigrationRecord, host: str, left: float | None = None) 
     send(POLL_TASK, [message], host_queue(host), countdown=delay)
 
 
+def publish_poll_now(record: MigrationRecord, host: str) -> None:
+    """A poll of the running transfer at once (its driver saw it end). Of two polls with one
+    number only one acts (fencing.poll_matches), so the scheduled one then does nothing."""
+    if record.step is None or record.step.phase != Phase.PERFORM.value:
+        return
+    if record.step.status != "polling":
+        return  # not polling yet: Perform's own check or the first poll will see the end
+    send(POLL_TASK, [{**phase_message(record), "poll": record.step.poll}], host_queue(host))
+
+
 def publish_start(migration_id: str, rt: Runtime | None = None) -> None:
     send(START_TASK, [migration_id], DISPATCHER, rt=rt)

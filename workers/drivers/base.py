@@ -8,6 +8,8 @@ called again with the same job it returns the same result and does nothing twice
 from __future__ import annotations
 
 import abc
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -144,6 +146,20 @@ class Driver(abc.ABC):
     @property
     @abc.abstractmethod
     def host_uuid(self) -> str: ...
+
+    def watch_transfers(self, on_end: Callable[[str], None]) -> None:
+        """Have ``on_end(migration_id)`` called when an outgoing transfer ends by itself (a
+        driver whose transfer runs on a thread knows the moment), so that it is polled at once
+        instead of at the next interval."""
+        self._on_transfer_end = on_end
+
+    def _transfer_ended(self, migration_id: str) -> None:
+        on_end = getattr(self, "_on_transfer_end", None)
+        if on_end is not None:
+            try:
+                on_end(migration_id)
+            except Exception:  # the regular poll still comes
+                logging.getLogger(__name__).warning("early poll failed", exc_info=True)
 
     def endpoint(self) -> dict[str, object]:
         """How peers reach this host (registered beside it): address, ports, daemon URI."""

@@ -10,6 +10,7 @@ mid-migration, which lost its thread, still learns the outcome: the job lives on
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from workers.drivers.base import (
 from workers.drivers.libvirt import mapping
 from workers.drivers.libvirt.base import LibvirtBase, libvirt_error
 from workers.drivers.libvirt.binding import libvirt
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -133,6 +136,7 @@ class LibvirtSource(LibvirtBase):
         """The thread: libvirt's whole migration, on a connection of its own (the call blocks
         for the migration's length and releases the GIL)."""
         conn = None
+        began = time.monotonic()
         try:
             conn = libvirt.open(self.config.uri)
             dom = conn.lookupByName(job.domain)
@@ -142,9 +146,13 @@ class LibvirtSource(LibvirtBase):
             run.error = libvirt_error(exc, "libvirt migration")
         finally:
             run.done = True
+            log.info(
+                "libvirt migration of %s ended after %.3f s", job.domain, time.monotonic() - began
+            )
             if conn is not None:
                 with contextlib.suppress(libvirt.libvirtError):
                     conn.close()
+            self._transfer_ended(job.migration_id)
 
     def _completed_stats(self, dom: Any, dest_uri: str, job: MigrationJob) -> dict[str, int]:
         """The completed job's statistics, from the source or else from the destination."""
