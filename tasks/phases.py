@@ -22,7 +22,7 @@ from tasks.protocol import Phase, Step
 from tasks.publish import publish_poll, publish_step, seconds_left
 from tasks.record import MigrationRecord
 from tasks.runtime import runtime
-from workers.drivers.base import DriverError, MigrationJob, TransferStatus
+from workers.drivers.base import OFFLINE, DriverError, MigrationJob, TransferStatus
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +222,10 @@ def _perform(ctx: HostContext, job: MigrationJob, r: MigrationRecord, _: bool) -
 def _finish(
     ctx: HostContext, job: MigrationJob, r: MigrationRecord, cancelled: bool
 ) -> dict[str, Any]:
-    cookie = None if job.version == 2 else r.exchange.get("cookie")
+    # v2 has no Finish cookie; an offline v3 Finish gets none either (libvirt's client throws
+    # Prepare's away when it skips Perform).
+    offline = OFFLINE in job.flags
+    cookie = None if job.version == 2 or offline else r.exchange.get("cookie")
     return {"cookie": ctx.driver.finish(job, cookie, cancelled)}
 
 

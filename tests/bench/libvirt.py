@@ -20,31 +20,25 @@ undefined on both daemons before the next cell's boots.
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from tests.bench.common import private_redis, table
+from tests.bench.common import (
+    comparison_headers,
+    comparison_row,
+    private_redis,
+    table,
+    wait_ready,
+)
 
 SIZES = [int(s) for s in os.environ.get("BENCH_LIBVIRT_SIZES", "256,1024").split(",")]
 REPEAT = int(os.environ.get("BENCH_LIBVIRT_REPEAT", "3"))
 PAUSE = float(os.environ.get("BENCH_LIBVIRT_PAUSE", "5"))
 DIRTY_MIB = 20
 MIB = 2**20
-
-
-def _wait_ready(console: Path, timeout: float = 600.0) -> None:
-    """Until the guest has filled its memory and beats (three heartbeats after READY)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = console.read_text(errors="replace") if console.exists() else ""
-        if "READY" in text and text.split("READY", 1)[1].count("HB ") >= 3:
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"the guest did not become ready within {timeout} s ({console})")
 
 
 def _virsh_hop(name: str, source: Any, destination: Any) -> dict[str, float]:
@@ -131,7 +125,7 @@ def _cell(home: Path, bed: Any, memory: int, dirty: int) -> tuple[list[dict[str,
     virsh_runs: list[dict[str, float]] = []
     ours: list[dict[str, float]] = []
     try:
-        _wait_ready(a.console_file(name))
+        wait_ready(a.console_file(name))
         here, there = a, b
         for hop in range(2 * REPEAT):
             time.sleep(PAUSE)
@@ -145,10 +139,6 @@ def _cell(home: Path, bed: Any, memory: int, dirty: int) -> tuple[list[dict[str,
             daemon.virsh("destroy", name, check=False)
             daemon.virsh("undefine", name, check=False)
     return virsh_runs, ours
-
-
-def _median(runs: list[dict[str, float]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
 
 
 def run() -> str:
@@ -177,32 +167,13 @@ def run() -> str:
             for memory in SIZES:
                 for load, dirty in (("idle", 0), ("dirtying", DIRTY_MIB)):
                     virsh_runs, ours = _cell(home, bed, memory, dirty)
-                    rows.append(_row(memory, load, virsh_runs, ours))
+                    rows.append(comparison_row(f"{memory} MiB {load}", virsh_runs, ours))
         finally:
             fleet.stop_all()
             bed.stop()
-    headers = [
-        "guest",
-        "virsh (s)",
-        "vmigrate (s)",
-        "ratio",
-        "downtime virsh/vm (ms)",
-        "sent virsh/vm (MiB)",
-    ]
+    headers = comparison_headers("virsh")
     title = (
         f"libvirt peer-to-peer migrations under TCG, median of {REPEAT} hops each, {PAUSE:.0f} s "
         "between hops; target: ratio <= 1.05 for the 1 GiB guest"
     )
     return title + "\n" + table(rows, headers)
-
-
-def _row(memory: int, load: str, theirs: list[dict[str, float]], ours: list[dict[str, float]]):
-    a, b = _median(theirs, "seconds"), _median(ours, "seconds")
-    return [
-        f"{memory} MiB {load}",
-        f"{a:.2f}",
-        f"{b:.2f}",
-        f"{b / a:.2f}",
-        f"{_median(theirs, 'downtime_ms'):.0f} / {_median(ours, 'downtime_ms'):.0f}",
-        f"{_median(theirs, 'mib'):.0f} / {_median(ours, 'mib'):.0f}",
-    ]

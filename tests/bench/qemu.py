@@ -19,13 +19,18 @@ Each is repeated ``BENCH_QEMU_REPEAT`` times (default 3), back and forth; median
 from __future__ import annotations
 
 import os
-import statistics
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-from tests.bench.common import private_redis, table
+from tests.bench.common import (
+    comparison_headers,
+    comparison_row,
+    private_redis,
+    table,
+    wait_ready,
+)
 
 SIZES = [int(s) for s in os.environ.get("BENCH_QEMU_SIZES", "256,1024").split(",")]
 REPEAT = int(os.environ.get("BENCH_QEMU_REPEAT", "3"))
@@ -42,17 +47,6 @@ def _guest(home: Path, name: str, memory: int, dirty: int) -> str:
     return guest_xml(
         name, find_kernel(), initrd, memory_mib=memory, fill_mib=memory // 2, dirty_mib=dirty
     )
-
-
-def _wait_ready(console: Path, timeout: float = 600.0) -> None:
-    """Until the guest has filled its memory and beats (three heartbeats after READY)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        text = console.read_text(errors="replace") if console.exists() else ""
-        if "READY" in text and text.split("READY", 1)[1].count("HB ") >= 3:
-            return
-        time.sleep(0.5)
-    raise TimeoutError(f"the guest did not become ready within {timeout} s ({console})")
 
 
 # raw ---------------------------------------------------------------------------------------------
@@ -97,7 +91,7 @@ def _raw(home: Path, memory: int, dirty: int) -> list[dict[str, float]]:
     process.start(cmdline.build_command(xml, sides[0]), sides[0], False)
     qmp.execute(sides[0].qmp, "cont")  # QEMU starts paused (-S), as the driver starts it
     try:
-        _wait_ready(sides[0].state_dir / "console.log")
+        wait_ready(sides[0].state_dir / "console.log")
         runs = []
         for i in range(REPEAT):
             source, destination = sides[i % 2], sides[(i + 1) % 2]
@@ -121,7 +115,7 @@ def _vmigrate(home: Path, memory: int, dirty: int) -> list[dict[str, float]]:
     name = f"vm-{memory}-{dirty}"
     call_host("alpha", "define", {"xml": _guest(home, name, memory, dirty)})
     call_host("alpha", "start", {"name": name})
-    _wait_ready(home / "hosts" / "alpha" / "domains" / name / "console.log")
+    wait_ready(home / "hosts" / "alpha" / "domains" / name / "console.log")
     rt, runs, hosts = runtime(), [], ("alpha", "bravo")
     events = redis.Redis.from_url(os.environ["VMIGRATE_BROKER_URL"])  # bytes, as overhead's
     for i in range(REPEAT):
@@ -143,10 +137,6 @@ def _vmigrate(home: Path, memory: int, dirty: int) -> list[dict[str, float]]:
         )
         time.sleep(1)
     return runs
-
-
-def _median(runs: list[dict[str, float]], key: str) -> float:
-    return statistics.median(r[key] for r in runs)
 
 
 def run() -> str:
@@ -173,31 +163,12 @@ def run() -> str:
                 for load, dirty in (("idle", 0), ("dirtying", DIRTY_MIB)):
                     raw = _raw(home, memory, dirty)
                     ours = _vmigrate(home, memory, dirty)
-                    rows.append(_row(memory, load, raw, ours))
+                    rows.append(comparison_row(f"{memory} MiB {load}", raw, ours))
         finally:
             fleet.stop_all()
             _kill_guests(home)
-    headers = [
-        "guest",
-        "raw (s)",
-        "vmigrate (s)",
-        "ratio",
-        "downtime raw/vm (ms)",
-        "sent raw/vm (MiB)",
-    ]
+    headers = comparison_headers("raw")
     title = (
         f"real migrations under TCG, median of {REPEAT}; target: ratio <= 1.1 for the 1 GiB guest"
     )
     return title + "\n" + table(rows, headers)
-
-
-def _row(memory: int, load: str, raw: list[dict[str, float]], ours: list[dict[str, float]]):
-    a, b = _median(raw, "seconds"), _median(ours, "seconds")
-    return [
-        f"{memory} MiB {load}",
-        f"{a:.2f}",
-        f"{b:.2f}",
-        f"{b / a:.2f}",
-        f"{_median(raw, 'downtime_ms'):.0f} / {_median(ours, 'downtime_ms'):.0f}",
-        f"{_median(raw, 'mib'):.0f} / {_median(ours, 'mib'):.0f}",
-    ]

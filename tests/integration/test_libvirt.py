@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 
-from tasks.cancel import request_cancel
 from tasks.runtime import runtime
 from tests.conftest import FAST_RECOVERY, HOME, PORT_BASE, REDIS_URL
 from tests.environment import IN_CI
@@ -146,10 +145,32 @@ def copying(migration_id: str) -> bool:
     return record is not None and record.progress.get("memory_processed", 0) > 0
 
 
+def start_copying(name: str, bandwidth: int) -> str:
+    """``vmigrate migrate NAME --from la --to lb --live --bandwidth N``, returned once Perform
+    has sent some memory; the migration's id."""
+    done = cli(
+        ENV,
+        HOME,
+        "migrate",
+        name,
+        "--from",
+        "la",
+        "--to",
+        "lb",
+        "--live",
+        "--bandwidth",
+        str(bandwidth),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    migration_id = done.stdout.split()[-1]
+    wait_until(lambda: copying(migration_id), "Perform copying", 30)
+    return migration_id
+
+
 def test_a_domain_defined_with_virsh_migrates_live_to_the_other_daemon(bed: Bed) -> None:
     name = bed.boot("la")
     code, record = migrate_cli(name, "--from", "la", "--to", "lb", "--live")
-    assert code == 0 and record["state"] == "completed", record
+    assert code == 0 and record["state"] == "completed", (record["error"], record["warnings"])
     assert record["protocol"] == 3
     last_on_a = bed.console("la", name)[-1]
     on_b = counting_on(bed, "lb", name, after=last_on_a[1])
@@ -157,6 +178,45 @@ def test_a_domain_defined_with_virsh_migrates_live_to_the_other_daemon(bed: Bed)
     assert bed.running_on(name) == ["lb"]
     assert bed.states(name)["la"] == "shut off", "persistent source: kept defined, shut off"
     assert record["progress"]["transferred"] > 16 * 2**20, record["progress"]
+
+
+def test_the_host_registers_libvirts_facts_and_lists_the_domains_virsh_made(bed: Bed) -> None:
+    name = bed.boot("la", fill=16)
+    hosts = json.loads(cli(ENV, HOME, "hosts", "--json").stdout)
+    la = next(h for h in hosts if h["name"] == "la")
+    daemon = bed.daemons["la"]
+    assert la["driver"] == "libvirt" and la["protocols"] == [3] and la["alive"]
+    assert la["host_uuid"] == daemon.host_uuid, "libvirt's host UUID, from its capabilities"
+    assert la["endpoint"] == {
+        "daemon_uri": daemon.uri,
+        "migration_address": daemon.address,
+        "migration_ports": [daemon.ports.start, daemon.ports.stop - 1],
+    }
+    domains = json.loads(cli(ENV, HOME, "domains", "la", "--json").stdout)
+    assert {"name": name, "state": "running"}.items() <= next(
+        d for d in domains if d["name"] == name
+    ).items()
+
+
+def test_paused_leaves_the_guest_paused_on_the_destination(bed: Bed) -> None:
+    name = bed.boot("la", fill=16)
+    code, record = migrate_cli(name, "--from", "la", "--to", "lb", "--live", "--paused")
+    assert code == 0 and record["state"] == "completed", (record["error"], record["warnings"])
+    assert bed.states(name) == {"la": "shut off", "lb": "paused"}
+    bed.daemons["lb"].virsh("resume", name)
+    counting_on(bed, "lb", name)
+
+
+def test_offline_moves_the_definition_of_a_shut_off_domain(bed: Bed) -> None:
+    name = unique("off")
+    path = HOME / f"{name}.xml"
+    path.write_text(libvirt_bed.guest_definition(name, bed.kernel, bed.initrd))
+    bed.daemons["la"].virsh("define", str(path))
+    wait_until(lambda: _listed(bed, "la", name), f"{name} in la's inventory", 20)
+    code, record = migrate_cli(name, "--from", "la", "--to", "lb", "--offline", "--persist")
+    assert code == 0 and record["state"] == "completed", (record["error"], record["warnings"])
+    assert bed.states(name) == {"la": "shut off", "lb": "shut off"}
+    assert re.search(r"Persistent:\s+yes", bed.daemons["lb"].virsh("dominfo", name))
 
 
 def test_dname_persist_and_undefine_source_as_virsh_shows_them(bed: Bed) -> None:
@@ -174,7 +234,7 @@ def test_dname_persist_and_undefine_source_as_virsh_shows_them(bed: Bed) -> None
         "--persist",
         "--undefine-source",
     )
-    assert code == 0 and record["state"] == "completed", record
+    assert code == 0 and record["state"] == "completed", (record["error"], record["warnings"])
     info = bed.daemons["lb"].virsh("dominfo", new)
     assert re.search(r"State:\s+running", info) and re.search(r"Persistent:\s+yes", info), info
     assert bed.states(name) == {"la": "", "lb": ""}, "undefined on la; known as the new name on lb"
@@ -185,11 +245,7 @@ def test_cancel_mid_way_under_a_bandwidth_cap_leaves_the_guest_running_on_the_so
     bed: Bed,
 ) -> None:
     name = bed.boot("la", fill=160)
-    done = cli(
-        ENV, HOME, "migrate", name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "8"
-    )
-    assert done.returncode == 0, done.stderr
-    migration_id = done.stdout.split()[-1]
+    migration_id = start_copying(name, bandwidth=8)
     seen: list[float] = []
 
     def moving() -> bool:
@@ -201,7 +257,8 @@ def test_cancel_mid_way_under_a_bandwidth_cap_leaves_the_guest_running_on_the_so
         return len(seen) >= 3
 
     wait_until(moving, "progress moving under the cap", 30, every=0.3)
-    request_cancel(migration_id)
+    cancelled = cli(ENV, HOME, "cancel", migration_id)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
     final = wait_terminal(migration_id, 60)
     assert final.state == "cancelled", final
     assert bed.running_on(name) == ["la"]
@@ -224,7 +281,7 @@ def test_a_guest_that_cannot_converge_switches_to_postcopy_when_allowed(bed: Bed
     code, record = migrate_cli(
         name, "--from", "la", "--to", "lb", "--live", "--postcopy", "--bandwidth", "2"
     )
-    assert code == 0 and record["state"] == "completed", record
+    assert code == 0 and record["state"] == "completed", (record["error"], record["warnings"])
     assert bed.running_on(name) == ["lb"]
     counting_on(bed, "lb", name)
 
@@ -238,6 +295,7 @@ def test_prepare_refuses_a_name_already_running_on_the_destination(bed: Bed) -> 
     assert "perform" not in [p["name"] for p in record["phases"]], "refused before anything moved"
     assert sorted(bed.running_on(name)) == ["la", "lb"], "both VMs still run where they were"
     bed.daemons["lb"].virsh("destroy", name)
+    bed.daemons["lb"].virsh("undefine", name)
 
 
 def test_prepare_refuses_a_cpu_the_destination_cannot_run(bed: Bed) -> None:
@@ -261,11 +319,7 @@ def test_the_source_worker_killed_mid_perform_and_restarted_still_ends_the_migra
     bed: Bed,
 ) -> None:
     name = bed.boot("la", fill=96)
-    done = cli(
-        ENV, HOME, "migrate", name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "24"
-    )
-    migration_id = done.stdout.split()[-1]
-    wait_until(lambda: copying(migration_id), "Perform copying", 30)
+    migration_id = start_copying(name, bandwidth=24)
     bed.fleet.stop("la", signal.SIGKILL)
     time.sleep(1)
     bed.start_worker("la")
@@ -279,11 +333,7 @@ def test_the_destination_daemon_killed_mid_migration_leaves_the_guest_on_the_sou
     bed: Bed,
 ) -> None:
     name = bed.boot("la", fill=128)
-    done = cli(
-        ENV, HOME, "migrate", name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "16"
-    )
-    migration_id = done.stdout.split()[-1]
-    wait_until(lambda: copying(migration_id), "Perform copying", 30)
+    migration_id = start_copying(name, bandwidth=16)
     bed.daemons["lb"].kill_daemon()
     try:
         final = wait_terminal(migration_id, 120)
@@ -299,11 +349,7 @@ def test_the_source_daemon_restarted_mid_migration_ends_it_with_the_guest_on_one
     bed: Bed,
 ) -> None:
     name = bed.boot("la", fill=128)
-    done = cli(
-        ENV, HOME, "migrate", name, "--from", "la", "--to", "lb", "--live", "--bandwidth", "16"
-    )
-    migration_id = done.stdout.split()[-1]
-    wait_until(lambda: copying(migration_id), "Perform copying", 30)
+    migration_id = start_copying(name, bandwidth=16)
     bed.daemons["la"].kill_daemon()
     time.sleep(2)
     bed.daemons["la"].start()
@@ -323,9 +369,9 @@ def test_evacuating_a_libvirt_host_moves_every_domain_to_the_other(bed: Bed) -> 
     items = json.loads(done.stdout)
     ours = [item for item in items if item["domain"] in names]
     assert len(ours) == 3 and all(item["destination"] == "lb" for item in ours), items
-    assert all(item["state"] == "completed" for item in items), [
-        (i["domain"], i["state"], i.get("error")) for i in items
-    ]
+    assert all(item["state"] == "completed" for item in items), "\n".join(
+        f"{i['domain']}: {i['state']} {i.get('error')}" for i in items
+    )
     for name in names:
         assert bed.running_on(name) == ["lb"]
 

@@ -66,3 +66,18 @@ def test_version_chosen_or_refused_early(fleet, src_kind, dst_kind, rename):
     )
     assert all(p.outcome == "ok" and p.started and p.ended for p in record.phases)
     assert live_copies(vm["uuid"]) == [(destination, dname or vm["name"], "running")]
+
+
+def test_offline_v3_moves_the_definition_of_a_shut_off_domain_and_nothing_runs(fleet):
+    from tasks.host_commands import call_host
+    from tests.helpers import vm_xml, wait_terminal
+
+    name = unique("offline")
+    call_host("p3a", "define", {"xml": vm_xml(name)})
+    record = migrate(name, "p3a", "p3b", flags=["offline", "persist", "undefine_source"])
+    final = wait_terminal(record.id)
+    assert final.state == "completed", final.error
+    assert [p.name for p in final.phases] == ["begin", "prepare", "finish", "confirm"]
+    moved = domain_on("p3b", name)
+    assert moved is not None and moved["state"] == "shutoff" and moved["persistent"]
+    assert domain_on("p3a", name) is None, "--undefine-source removed the source's definition"

@@ -78,15 +78,15 @@ class LibvirtBase(HostDriver):
 
     # The daemon ------------------------------------------------------------------------------
     def conn(self) -> Any:
-        """The connection to the local daemon, reopened when it broke (libvirtd restarted)."""
+        """The connection to the local daemon, reopened when it broke (libvirtd restarted).
+        A round trip tells: a client sees a closed socket only when it next uses it."""
         with self._lock:
             if self._connection is not None:
                 try:
-                    if self._connection.isAlive():
-                        return self._connection
+                    self._connection.getLibVersion()
+                    return self._connection
                 except libvirt.libvirtError:
-                    pass
-                self._connection = None
+                    self._connection = None
             try:
                 self._connection = libvirt.open(self.config.uri)
             except libvirt.libvirtError as exc:

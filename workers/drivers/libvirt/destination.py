@@ -12,6 +12,7 @@ from typing import Any
 
 from workers import domxml
 from workers.drivers.base import (
+    OFFLINE,
     PAUSED,
     PERSIST_DEST,
     DomainConflict,
@@ -39,8 +40,9 @@ class LibvirtDestination(LibvirtBase):
             dom = domxml.parse_domain(domxml.renamed(dom_xml, job.dest_name))
             source = self._check_cookie(cookie, "prepare", job.domain, dom.uuid)
             existed = self._check_conflicts_here(dom, job.migration_id)
-            self._check_memory(dom.memory_kib, dom.name)
-            self._check_cpu(dom.xml, dom.type)
+            if OFFLINE not in job.flags:  # nothing will run here yet
+                self._check_memory(dom.memory_kib, dom.name)
+                self._check_cpu(dom.xml, dom.type)
             address = self.config.migration_address
             port = probe_free_port(address, self.config.ports, self._prepared_ports())
             host = f"[{address}]" if ":" in address else address
@@ -50,6 +52,7 @@ class LibvirtDestination(LibvirtBase):
                 "origname": job.domain,
                 "uuid": dom.uuid,
                 "memory_kib": dom.memory_kib,
+                "xml": dom.xml if OFFLINE in job.flags else None,
                 "port": port,
                 "uri": uri,
                 "status": "prepared",
@@ -124,11 +127,21 @@ class LibvirtDestination(LibvirtBase):
             if cancelled:
                 self._remove_arrived(inc)
                 return None
-            self._check_cookie(cookie, "finish", job.domain, inc["uuid"])
-            self._check_arrived(job, inc)
+            if OFFLINE in job.flags:  # no Perform, no cookie: the definition is made here
+                self._define_offline(inc)
+            else:
+                self._check_cookie(cookie, "finish", job.domain, inc["uuid"])
+                self._check_arrived(job, inc)
             inc["status"] = "finished"
             inc["result_cookie"] = self._cookie(job.domain, inc["uuid"])
             return str(inc["result_cookie"])
+
+    def _define_offline(self, inc: dict[str, Any]) -> None:
+        """An offline migration's Finish: the definition, persistent, as libvirt's does."""
+        try:
+            self.conn().defineXML(inc["xml"])
+        except libvirt.libvirtError as exc:
+            raise libvirt_error(exc, f"defining '{inc['name']}'") from None
 
     def _check_arrived(self, job: MigrationJob, inc: dict[str, Any]) -> None:
         dom = self.find_uuid(self.conn(), inc["uuid"])
@@ -153,13 +166,12 @@ class LibvirtDestination(LibvirtBase):
         source running the domain, there is nothing to do here: libvirtd, when it restarts,
         kills a domain it was still receiving."""
         try:
-            conn = self.conn()
+            dom = self.find_uuid(self.conn(), inc["uuid"])
         except DriverError:
             if not self._source_runs(inc):
                 raise
             inc["status"] = "aborted"
             return
-        dom = self.find_uuid(conn, inc["uuid"])
         if dom is not None and dom.isActive():
             if not self._source_runs(inc):
                 raise DriverError(

@@ -64,7 +64,7 @@ class LibvirtSource(LibvirtBase):
             state = self.state_of(dom)
             if OFFLINE not in job.flags and state == "shutoff":
                 raise DriverError(f"domain '{job.domain}' is not running", "DOMAIN_NOT_RUNNING")
-            if dom.jobInfo()[0] != mapping.JOB_NONE:
+            if dom.isActive() and dom.jobInfo()[0] != mapping.JOB_NONE:
                 raise JobBusy(f"another migration job is already running for domain '{job.domain}'")
             flags = 0 if OFFLINE in job.flags else libvirt.VIR_DOMAIN_XML_MIGRATABLE
             xml = str(dom.XMLDesc(flags))
@@ -183,10 +183,8 @@ class LibvirtSource(LibvirtBase):
             return TransferStatus(False, progress={})
 
     def _status(self, job: MigrationJob) -> TransferStatus:
-        with self.state.change() as s:
-            out = s.outgoing.get(job.migration_id)
-            if out is None or "started_at" not in out:
-                raise DriverError(f"domain '{job.domain}' is not being migrated", "NOT_MIGRATING")
+        with self.state.change():
+            out = self._started_job(job)
             if "result" in out:
                 return self._stored_status(out)
             run = self._run_of(job.migration_id)

@@ -11,7 +11,6 @@ from workers.drivers.base import (
     LIVE,
     POSTCOPY,
     BeginResult,
-    DriverError,
     MigrationJob,
     TransferStatus,
 )
@@ -58,10 +57,8 @@ class QemuSource(QemuBase):
             out.update(started_at=time.time(), memory_kib=dom["memory_kib"], phase="perform")
 
     def perform_status(self, job: MigrationJob) -> TransferStatus:
-        with self.state.change() as s:
-            out = s.outgoing.get(job.migration_id)
-            if out is None or "started_at" not in out:
-                raise DriverError(f"domain '{job.domain}' is not being migrated", "NOT_MIGRATING")
+        with self.state.change():
+            out = self._started_job(job)
             if "result" in out:
                 return self._stored_status(out)
             info = qmp.execute(self._paths(job.domain).qmp, "query-migrate")

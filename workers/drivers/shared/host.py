@@ -180,6 +180,14 @@ class HostDriver(Driver):
             raise DriverError(str(exc), exc.code) from None
         return wanted
 
+    def _started_job(self, job: MigrationJob) -> dict[str, Any]:
+        """The outgoing job whose transfer Perform started; libvirt's "not being migrated"
+        error when there is none."""
+        out = self.state.outgoing.get(job.migration_id)
+        if out is None or "started_at" not in out:
+            raise DriverError(f"domain '{job.domain}' is not being migrated", "NOT_MIGRATING")
+        return out
+
     @staticmethod
     def _stored_status(out: dict[str, Any]) -> TransferStatus:
         """The final status of an outgoing transfer, as recorded in its job."""

@@ -103,7 +103,7 @@ class SimDestination(SimBase):
             if cancelled:
                 self._drop_incoming(job.migration_id, inc)
                 return None
-            if job.version == 3:
+            if job.version == 3 and OFFLINE not in job.flags:  # offline: no cookie
                 self._check_cookie(cookie, "finish", job.domain, inc["uuid"] or "")
             if inc["status"] != "received":
                 self._drop_incoming(job.migration_id, inc)

@@ -83,10 +83,8 @@ class SimSource(SimBase):
             dom["state"] = "paused"
 
     def perform_status(self, job: MigrationJob) -> TransferStatus:
-        with self.state.change() as s:
-            out = s.outgoing.get(job.migration_id)
-            if out is None or "started_at" not in out:
-                raise DriverError(f"domain '{job.domain}' is not being migrated", "NOT_MIGRATING")
+        with self.state.change():
+            out = self._started_job(job)
             if "result" in out:
                 return self._stored_status(out)
             dom = self._domain(job.domain)
