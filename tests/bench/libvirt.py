@@ -11,9 +11,10 @@ from the command's start to its exit (libvirt has then confirmed: the source has
 vmigrate: ``migrate --live`` submitted as a user would, timed from submission to the event saying
 it completed (Finish and Confirm done).
 
-The hops alternate (virsh, vmigrate, virsh, ...), each to the other daemon, ``BENCH_LIBVIRT_REPEAT``
-of each (default 3), with ``PAUSE`` seconds between hops so that each lands on memory the
-destination has not just released; medians are reported. Each cell's guest is destroyed and
+Each hop goes to the other daemon, the methods in the order virsh, vmigrate, vmigrate, virsh, ...
+(so each takes both directions equally often), ``BENCH_LIBVIRT_REPEAT`` hops of each (default 4),
+with ``PAUSE`` seconds between hops so that each lands on memory the destination has not just
+released; medians are reported. Each cell's guest is destroyed and
 undefined on both daemons before the next cell's boots.
 """
 
@@ -35,7 +36,8 @@ from tests.bench.common import (
 )
 
 SIZES = [int(s) for s in os.environ.get("BENCH_LIBVIRT_SIZES", "256,1024").split(",")]
-REPEAT = int(os.environ.get("BENCH_LIBVIRT_REPEAT", "3"))
+REPEAT = int(os.environ.get("BENCH_LIBVIRT_REPEAT", "4"))
+ORDER = ("virsh", "vmigrate", "vmigrate", "virsh")  # each method both ways, equally often
 PAUSE = float(os.environ.get("BENCH_LIBVIRT_PAUSE", "5"))
 DIRTY_MIB = 20
 MIB = 2**20
@@ -129,7 +131,7 @@ def _cell(home: Path, bed: Any, memory: int, dirty: int) -> tuple[list[dict[str,
         here, there = a, b
         for hop in range(2 * REPEAT):
             time.sleep(PAUSE)
-            if hop % 2 == 0:
+            if ORDER[hop % len(ORDER)] == "virsh":
                 virsh_runs.append(_virsh_hop(name, here, there))
             else:
                 ours.append(_vmigrate_hop(name, here, there))

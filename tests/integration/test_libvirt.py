@@ -384,3 +384,14 @@ def test_a_migration_to_a_host_of_another_driver_is_refused_before_anything_runs
     assert done.returncode != 0
     assert "DRIVER_MISMATCH" in done.stdout + done.stderr, done.stdout + done.stderr
     assert bed.running_on(name) == ["la"]
+
+
+def test_a_destination_xml_that_keeps_the_abi_takes_effect_on_the_destination(bed: Bed) -> None:
+    name = bed.boot("la", fill=16)
+    xml = bed.daemons["la"].virsh("dumpxml", "--migratable", name)
+    path = HOME / f"{name}-titled.xml"
+    path.write_text(xml.replace("</name>", "</name>\n  <title>moved by vmigrate</title>", 1))
+    code, record = migrate_cli(name, "--from", "la", "--to", "lb", "--live", "--xml", str(path))
+    assert code == 0 and record["state"] == "completed", (record["error"], record["warnings"])
+    assert "<title>moved by vmigrate</title>" in bed.daemons["lb"].virsh("dumpxml", name)
+    counting_on(bed, "lb", name)
