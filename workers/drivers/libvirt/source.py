@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers import domxml
-from workers.cookie import parse_cookie
 from workers.drivers.base import (
     OFFLINE,
     POSTCOPY,
@@ -29,7 +28,7 @@ from workers.drivers.base import (
     TransferStatus,
 )
 from workers.drivers.libvirt import mapping
-from workers.drivers.libvirt.base import LibvirtBase, libvirt_error
+from workers.drivers.libvirt.base import LibvirtBase, LibvirtConfig, libvirt_error
 from workers.drivers.libvirt.binding import libvirt
 
 log = logging.getLogger(__name__)
@@ -46,10 +45,12 @@ class Run:
 
 
 class LibvirtSource(LibvirtBase):
-    _runs: dict[str, Run]
+    def __init__(self, config: LibvirtConfig) -> None:
+        super().__init__(config)
+        self._runs: dict[str, Run] = {}  # migration id -> its migrateToURI3 call, this process
 
     def _run_of(self, migration_id: str) -> Run | None:
-        return getattr(self, "_runs", {}).get(migration_id)
+        return self._runs.get(migration_id)
 
     # Begin -----------------------------------------------------------------------------------
     def begin(self, job: MigrationJob, xmlin: str | None) -> BeginResult:
@@ -96,8 +97,7 @@ class LibvirtSource(LibvirtBase):
                 )
             if "started_at" in out:
                 return  # started already: libvirtd or our thread carries it
-            checked = self._check_cookie(cookie, "perform", job.domain, out["uuid"])
-            dest_uri = parse_cookie(cookie or "").daemon_uri if checked else None
+            dest_uri = self._check_cookie(cookie, "perform", job.domain, out["uuid"]).daemon_uri
             if not dest_uri:
                 raise DriverError(
                     "the Prepare cookie names no destination daemon", "COOKIE_REJECTED"
@@ -118,8 +118,6 @@ class LibvirtSource(LibvirtBase):
     def _start_run(
         self, job: MigrationJob, dest_uri: str, params: dict[str, Any], flags: int
     ) -> None:
-        if not hasattr(self, "_runs"):
-            self._runs = {}
         run = Run()
         run.thread = threading.Thread(
             target=self._migrate,
