@@ -109,9 +109,13 @@ def _migrate(bed: object, name: str, source: object, destination: object, cap: i
     request = MigrationRequest(name, source.name, destination.name, flags=["live"], bandwidth=cap)
     final = wait_for(runtime().store, submit(request).id, progress=True)
     seconds = time.monotonic() - started
-    time.sleep(1.5)
     before = _heartbeats(source.console_file(name))[-1]
-    after = [hb for hb in _heartbeats(destination.console_file(name)) if hb[1] > before[1]]
+    deadline = time.monotonic() + 20  # the guest's first beats there (slow on a busy machine)
+    while True:
+        after = [hb for hb in _heartbeats(destination.console_file(name)) if hb[1] > before[1]]
+        if after or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     print(
         f"  {source.name} -> {destination.name}: {final.state}, protocol v{final.protocol}, "
         f"{seconds:.1f} s, downtime {final.progress.get('downtime_ms', 0):.0f} ms, "
