@@ -67,7 +67,7 @@ class Domain:
         return self.memory_kib * 1024
 
 
-def _memory_kib(element: etree._Element) -> int:
+def memory_kib(element: etree._Element) -> int:
     unit = (element.get("unit") or "KiB").lower()
     if unit not in UNIT_BYTES:
         raise InvalidDomain(f"unknown memory unit {element.get('unit')!r}")
@@ -112,7 +112,7 @@ def parse_domain(
     except ValueError:
         raise InvalidDomain(f"invalid uuid {uuid_el.text!r}") from None
     uuid_el.text = dom_uuid
-    memory = _memory_kib(_required(root, "memory"))
+    memory = memory_kib(_required(root, "memory"))
     vcpu_text = (root.findtext("vcpu") or "1").strip()
     try:
         vcpus = int(vcpu_text)
@@ -120,6 +120,10 @@ def parse_domain(
         raise InvalidDomain(f"vcpu must be an integer, got {vcpu_text!r}") from None
     if not 1 <= vcpus <= 4096:
         raise InvalidDomain(f"vcpu count {vcpus} is out of range")
+    from workers import domain_rules  # noqa: PLC0415 (it builds on this module)
+
+    domain_rules.check_rules(root)
+    domain_rules.check_schema(root)
     return Domain(name, dom_uuid, dom_type, memory, vcpus, safexml.to_string(root))
 
 
@@ -169,7 +173,7 @@ def _abi_summary(root: etree._Element) -> dict[str, object]:
         "type": root.get("type"),
         "name": (root.findtext("name") or "").strip(),
         "uuid": (root.findtext("uuid") or "").strip(),
-        "memory": _memory_kib(_required(root, "memory")),
+        "memory": memory_kib(_required(root, "memory")),
         "vcpu": (root.findtext("vcpu") or "1").strip(),
         "arch": None if os_type is None else os_type.get("arch"),
         "machine": None if os_type is None else os_type.get("machine"),

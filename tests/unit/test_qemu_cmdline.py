@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from workers.drivers.qemu.cmdline import Paths, Unsupported, build_command, validate
+from workers.drivers.qemu.cmdline import Paths, Unsupported, build_command
 
 UUID = "6f1c1bde-1f4e-4a7c-9e1e-2b8d2a0c5d11"
 PATHS = Paths(Path("/run/vm/web"), Path("/var/lib/vm/web"))
@@ -62,16 +62,31 @@ def test_incoming_and_kvm():
 @pytest.mark.parametrize(
     ("document", "named"),
     [
-        (xml(devices="<graphics type='vnc'/>"), "<domain/devices/graphics>"),
+        (
+            xml(devices="<smartcard mode='passthrough' type='spicevmc'/>"),
+            "<domain/devices/smartcard>",
+        ),
         (xml(extra="<numatune/>"), "<domain/numatune>"),
-        (xml(devices="<hostdev mode='subsystem'/>"), "<domain/devices/hostdev>"),
+        (
+            xml(
+                devices="<hostdev mode='subsystem' type='pci'><source><address domain='0x0000' "
+                "bus='0x00' slot='0x1f' function='0x0'/></source></hostdev>"
+            ),
+            "<domain/devices/hostdev>",
+        ),
         (xml(os_extra="<loader>/ovmf.fd</loader>"), "<domain/os/loader>"),
         (
             xml(devices="<interface type='bridge'><source bridge='br0'/></interface>"),
             "<domain/devices/interface/source>",
         ),
         (xml(devices="<interface type='bridge'/>"), "interface type='user'"),
-        (xml(devices="<disk type='block' device='disk'/>"), "disk type='file'"),
+        (
+            xml(
+                devices="<disk type='block' device='disk'><source dev='/dev/sdb'/>"
+                "<target dev='vdb'/></disk>"
+            ),
+            "disk type='file'",
+        ),
         (
             xml(
                 devices="<disk type='file'><driver type='vmdk'/><source file='/a'/><target dev='vda'/></disk>"
@@ -87,9 +102,11 @@ def test_anything_outside_the_subset_is_refused_by_name(document, named):
     assert named in str(refused.value)
 
 
-def test_validation_needs_a_kernel():
-    with pytest.raises(Unsupported, match="kernel"):
-        validate(xml().replace("<kernel>/boot/vmlinuz</kernel>", ""))
+def test_without_a_kernel_the_firmware_boots_the_first_disk_as_libvirt_does():
+    disk = "<disk type='file' device='disk'><source file='/d.img'/><target dev='vda'/></disk>"
+    argv = build_command(xml(devices=disk).replace("<kernel>/boot/vmlinuz</kernel>", ""), PATHS)
+    assert "-kernel" not in argv and argv[argv.index("-boot") + 1] == "strict=on"
+    assert "virtio-blk-pci,drive=drive-vda,id=vda,bootindex=1" in argv
 
 
 def test_a_kvm_guest_that_cannot_boot_here_is_refused_with_the_reason(monkeypatch, tmp_path):
