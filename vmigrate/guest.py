@@ -1,7 +1,8 @@
 """A small, busy Linux guest for tests and the demo: a distribution kernel and a busybox initramfs.
 
 The guest fills part of its RAM with random data, keeps re-dirtying it at a chosen rate, and prints
-a heartbeat ``HB <boot-id> <counter>`` on its serial console about five times a second. A migration
+a heartbeat ``HB <boot-id> <counter>`` on its serial console about five times a second (``ttyS0``,
+or the port ``vm.hb=`` names on the kernel command line). A migration
 that loses nothing shows, on the destination's console, the same boot id and a counter that goes on
 from the source's last value.
 """
@@ -19,18 +20,21 @@ INIT = """#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
-FILL=0; DIRTY=0
+FILL=0; DIRTY=0; HB=/dev/ttyS0
 for arg in $(cat /proc/cmdline); do
-  case "$arg" in vm.fill=*) FILL=${arg#vm.fill=};; vm.dirty=*) DIRTY=${arg#vm.dirty=};; esac
+  case "$arg" in
+    vm.fill=*) FILL=${arg#vm.fill=};; vm.dirty=*) DIRTY=${arg#vm.dirty=};;
+    vm.hb=*) HB=/dev/${arg#vm.hb=};;
+  esac
 done
 mount -t tmpfs -o size=$((FILL + DIRTY + 8))m tmpfs /mnt
 BOOT=$(cat /proc/sys/kernel/random/uuid)
 [ "$FILL" -gt 0 ] && dd if=/dev/urandom of=/mnt/fill bs=1M count=$FILL 2>/dev/null
-echo "READY $BOOT" > /dev/ttyS0
+echo "READY $BOOT" > $HB
 i=0
 while true; do
   i=$((i + 1))
-  echo "HB $BOOT $i" > /dev/ttyS0
+  echo "HB $BOOT $i" > $HB
   if [ "$DIRTY" -gt 0 ] && [ $((i % 5)) -eq 0 ]; then
     dd if=/dev/urandom of=/mnt/dirty bs=1M count=$DIRTY conv=notrunc 2>/dev/null
   fi

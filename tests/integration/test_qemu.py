@@ -258,3 +258,29 @@ def test_destination_worker_killed_mid_perform_and_restarted_completes(qemu_flee
     final = wait_terminal(record.id, timeout=120)
     assert final.state == "completed", final.error
     assert qemus_of(name) == ["qb"]
+
+
+def test_a_disk_booted_vm_written_as_virt_install_writes_it_boots_and_migrates_live(
+    qemu_fleet, tmp_path
+):
+    from tests.integration.test_disk_image import require_image_tools
+    from vmigrate.disk_image import build_boot_image, virt_install_xml
+
+    require_image_tools()
+    _, kernel, initrd = qemu_fleet
+    image = build_boot_image(
+        tmp_path / "vi.img",
+        kernel,
+        initrd,
+        "console=ttyS0 vm.hb=ttyS1 quiet panic=-1 vm.fill=32 vm.dirty=2",
+    )
+    name = unique("vi")
+    UUIDS[name] = call_host("qa", "define", {"xml": virt_install_xml(name, image)})["uuid"]
+    call_host("qa", "start", {"name": name})
+    beats = wait_until(lambda: console("qa", name)[2:], f"{name} booted from its disk", 120)
+    record = submit(MigrationRequest(name, "qa", "qb", flags=["live"]))
+    final = wait_terminal(record.id, timeout=120)
+    assert final.state == "completed", final.error
+    counting_on("qb", name)
+    assert {boot for boot, _ in console("qb", name)} == {beats[0][0]}, "the same boot goes on"
+    assert qemus_of(name) == ["qb"]

@@ -1,11 +1,13 @@
 """Domain XML -> QEMU command line: a pure function over a documented subset of libvirt's XML.
 
 Supported: ``<domain type='kvm'|'qemu'>`` with name, uuid, memory/currentMemory, vcpu,
-``<os>`` (type with arch x86_64 and a machine, kernel, initrd, cmdline), ``<cpu>`` (a model, or
-host-passthrough with kvm), features acpi/apic, on_* actions, ``<devices>`` with file-backed
-disks (raw, qcow2; virtio), one serial console to a file, network interfaces of type user (virtio or
-e1000, with a MAC), and no graphics. Anything else is refused with an error naming the element,
-never silently dropped. The same XML always gives the same command line, so a source and a
+``<os>`` (type with arch x86_64 and a machine; a kernel, initrd and cmdline, or firmware boot in
+``<boot>`` order), ``<cpu>`` (a model, or host-passthrough with kvm), features acpi/apic/vmport,
+on_* actions, clock and pm, ``<devices>`` with file-backed disks (raw, qcow2; virtio or SATA),
+serial ports to a file or a pty, network interfaces of type user (virtio or e1000, with a MAC),
+and the devices of an ordinary VM (workers/drivers/qemu/devices.py: controllers, a guest-agent
+channel, a USB tablet, VNC, video, a balloon). Anything else is refused with an error naming the
+element, never silently dropped. The same XML always gives the same command line, so a source and a
 destination build matching machines; only the run-time paths and ``-incoming`` differ.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from lxml import etree
 
 from workers import domxml, safexml
+from workers.drivers.qemu import devices
 
 QEMU_BINARY = "qemu-system-x86_64"
 ALLOWED = {
@@ -36,15 +39,41 @@ ALLOWED = {
         "on_crash",
         "devices",
         "metadata",
+        "clock",
+        "pm",
     },
-    "os": {"type", "kernel", "initrd", "cmdline"},
+    "os": {"type", "kernel", "initrd", "cmdline", "boot"},
     "cpu": {"model"},
-    "features": {"acpi", "apic"},
-    "devices": {"disk", "serial", "interface", "emulator"},
-    "disk": {"driver", "source", "target", "serial", "readonly"},
+    "features": {"acpi", "apic", "vmport"},
+    "devices": {
+        "disk",
+        "serial",
+        "console",
+        "interface",
+        "emulator",
+        "controller",
+        "channel",
+        "input",
+        "graphics",
+        "video",
+        "memballoon",
+        "audio",
+    },
+    "disk": {"driver", "source", "target", "serial", "readonly", "address"},
     "serial": {"source", "target"},
-    "interface": {"mac", "model"},
+    "console": {"target"},
+    "interface": {"mac", "model", "address"},
+    "controller": {"address", "model"},
+    "channel": {"source", "target", "address"},
+    "input": {"address"},
+    "graphics": {"listen"},
+    "video": {"model", "address"},
+    "memballoon": {"address", "stats"},
+    "clock": {"timer"},
+    "pm": {"suspend-to-mem", "suspend-to-disk"},
 }
+#: Devices that sit on the PCI bus (explicitly addressed all, or none).
+PCI_DEVICES = ("disk", "interface", "controller", "video", "memballoon")
 NIC_MODELS = {"virtio": "virtio-net-pci", "e1000": "e1000"}
 
 
@@ -98,11 +127,12 @@ def validate(xml: str) -> domxml.Domain:
         raise Unsupported("<os><type> must be 'hvm'")
     if os_type.get("arch", "x86_64") != "x86_64":
         raise Unsupported(f"unsupported <os><type arch='{os_type.get('arch')}'>: only x86_64")
-    if root.find("os/kernel") is None:
-        raise Unsupported("<os><kernel> is required (direct kernel boot)")
     for disk in root.findall("devices/disk"):
         if disk.get("type") != "file" or disk.get("device", "disk") != "disk":
             raise Unsupported("only <disk type='file' device='disk'> is supported")
+        target = disk.find("target")
+        if target is not None and target.get("bus", "virtio") not in ("virtio", "sata"):
+            raise Unsupported(f"unsupported disk bus {target.get('bus')!r}: virtio or sata")
         driver = disk.find("driver")
         if driver is not None and driver.get("type", "raw") not in ("raw", "qcow2"):
             raise Unsupported(f"unsupported disk format {driver.get('type')!r}: raw or qcow2")
@@ -112,12 +142,39 @@ def validate(xml: str) -> domxml.Domain:
             raise Unsupported(
                 "only <interface type='user'> with model virtio or e1000 is supported"
             )
-    if len(root.findall("devices/serial")) > 1:
-        raise Unsupported("at most one <serial> console is supported")
-    for serial in root.findall("devices/serial"):
-        if serial.get("type") != "file":
-            raise Unsupported("only <serial type='file'> is supported")
+    for audio in root.findall("devices/audio"):
+        if audio.get("type") != "none":
+            raise Unsupported(f"unsupported <audio type='{audio.get('type')}'>: only none")
+    _check_pci_addresses(root)
+    try:  # every device's own checks, by building its options once
+        _devices(root, Paths(Path("/run"), Path("/state")))
+        devices.boot_order(root)
+        devices.clock_and_pm(root)
+    except devices.DeviceUnsupported as exc:
+        raise Unsupported(str(exc)) from None
     return dom
+
+
+def _check_pci_addresses(root: etree._Element) -> None:
+    """Either every PCI device names its slot or none does: QEMU gives a device without one the
+    first free slot in command-line order, which a later explicit address may then collide with."""
+    found = [
+        e.find("address") is not None
+        for tag in PCI_DEVICES
+        for e in root.findall(f"devices/{tag}")
+        if not (tag == "controller" and e.get("type") == "pci")
+    ]
+    if any(found) and not all(found):
+        raise Unsupported(
+            "either every PCI device has an <address type='pci'> or none does (as libvirt "
+            "writes them after define)"
+        )
+    for kind in devices.IMPLIED_CONTROLLERS:
+        if any(found) and devices.implied_controller_missing(root, kind):
+            raise Unsupported(
+                f"a definition with PCI addresses must list its <controller type='{kind}'> "
+                "with one (libvirt adds it at define)"
+            )
 
 
 def _cpu(root: etree._Element, accel: str) -> list[str]:
@@ -133,7 +190,8 @@ def _cpu(root: etree._Element, accel: str) -> list[str]:
 
 
 def _devices(root: etree._Element, paths: Paths) -> list[str]:
-    args: list[str] = []
+    args = devices.controllers(root)
+    sata_units = 0
     for index, disk in enumerate(root.findall("devices/disk")):
         source = disk.find("source")
         target = disk.find("target")
@@ -143,33 +201,42 @@ def _devices(root: etree._Element, paths: Paths) -> list[str]:
         fmt = "raw" if driver is None else driver.get("type", "raw")
         ident = _escape(target.get("dev", f"vd{index}"))
         readonly = ",readonly=on" if disk.find("readonly") is not None else ""
+        boot = devices.boot_index(root, "hd") if index == 0 else ""
         args += [
             "-drive",
             f"file={_escape(source.get('file', ''))},format={fmt},if=none,"
             f"id=drive-{ident}{readonly}",
             "-device",
-            f"virtio-blk-pci,drive=drive-{ident},id={ident}",
+            devices.disk_device(disk, ident, sata_units, boot),
         ]
+        sata_units += target.get("bus") == "sata"
     for index, nic in enumerate(root.findall("devices/interface")):
         model = nic.find("model")
         device = NIC_MODELS[model.get("type", "virtio") if model is not None else "virtio"]
         mac = nic.find("mac")
         mac_opt = f",mac={_escape(mac.get('address', ''))}" if mac is not None else ""
+        boot = devices.boot_index(root, "network") if index == 0 else ""
         args += [
             "-netdev",
             f"user,id=net{index}",
             "-device",
-            f"{device},netdev=net{index}{mac_opt}",
+            f"{device},netdev=net{index}{mac_opt}{devices.pci_address(nic)}{boot}",
         ]
-    if root.find("devices/serial") is not None:
-        console = paths.state_dir / "console.log"
-        args += [
-            "-chardev",
-            f"file,id=serial0,path={_escape(str(console))},append=on",
-            "-serial",
-            "chardev:serial0",
-        ]
+    args += devices.serials(root, paths.state_dir, _escape)
+    args += devices.channels(root, paths.run_dir, _escape)
+    args += devices.inputs(root)
+    args += devices.graphics(root)
+    args += devices.video(root)
+    args += devices.memballoon(root)
     return args
+
+
+def _machine_extras(root: etree._Element) -> str:
+    """libvirt's extra -machine options, only for definitions that use the wider subset, so
+    that a direct-kernel-boot guest keeps the command line earlier releases gave it (and can
+    migrate between them)."""
+    wider = root.find("os/kernel") is None or root.find("features/vmport") is not None
+    return devices.machine_options(root) if wider else ""
 
 
 def build_command(xml: str, paths: Paths, incoming: bool = False) -> list[str]:
@@ -185,7 +252,7 @@ def build_command(xml: str, paths: Paths, incoming: bool = False) -> list[str]:
         "-uuid",
         dom.uuid,
         "-machine",
-        f"{_escape(machine)},accel={accel}",
+        f"{_escape(machine)},accel={accel}{_machine_extras(root)}",
         *_cpu(root, accel),
         "-m",
         f"{dom.memory_kib // 1024}M",
@@ -195,9 +262,12 @@ def build_command(xml: str, paths: Paths, incoming: bool = False) -> list[str]:
         "-no-user-config",
         "-display",
         "none",
-        "-kernel",
-        _escape(root.findtext("os/kernel", "").strip()),
+        *devices.clock_and_pm(root),
     ]
+    if root.findtext("os/kernel"):
+        args += ["-kernel", _escape(root.findtext("os/kernel", "").strip())]
+    else:  # firmware boot, in the order of <os><boot> (libvirt's per-device boot indexes)
+        args += ["-boot", "strict=on"]
     if root.findtext("os/initrd"):
         args += ["-initrd", _escape(root.findtext("os/initrd", "").strip())]
     if root.findtext("os/cmdline"):
