@@ -155,10 +155,13 @@ def test_a_bandwidth_budget_makes_a_migration_wait_until_it_fits(configured):
 
 
 def test_ageing_lets_an_old_low_priority_migration_pass_a_newer_higher_one(configured):
-    """cs's two outbound slots are busy; 'old' (priority 0) waits 2.5 s, then 'new' (priority 2)
-    comes. With a priority step every 0.5 s, 'old' is ahead when a slot frees up."""
+    """cs's two outbound slots are busy (8 s each, long enough for the CLI calls below on a busy
+    machine); 'old' (priority 0) waits 2.5 s, then 'new' (priority 2) comes. With a priority step
+    every 0.5 s, 'old' is ahead when a slot frees up."""
     f = configured
-    for name in ("age-busy1", "age-busy2", "age-old", "age-new"):
+    for name in ("age-busy1", "age-busy2"):
+        f.vm("cs", name, memory_mib=2048)
+    for name in ("age-old", "age-new"):
         f.vm("cs", name)
     busy = [f.migrate("age-busy1", "cs", "cd1"), f.migrate("age-busy2", "cs", "cd2")]
     old = f.migrate("age-old", "cs", "cd3", "--priority", "0")
