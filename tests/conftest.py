@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.environment import IN_CI, claim_database, release_lease, renew_lease
+from tests.environment import claim_database, missing_dependency, release_lease, renew_lease
 from tests.redis_server import on_free_port
 
 TEST_DB = int(os.environ.get("VMIGRATE_TEST_DB") or claim_database() or 11)
@@ -95,10 +95,7 @@ def redis_available() -> bool:
 def require_redis() -> None:
     if redis_available():
         return
-    message = f"Redis is not reachable at {REDIS_URL}"
-    if IN_CI:
-        pytest.fail(message + " (in CI a missing dependency is a failure)")
-    pytest.skip(message)
+    missing_dependency(f"Redis is not reachable at {REDIS_URL}")
 
 
 @pytest.fixture(scope="session")

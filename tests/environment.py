@@ -6,12 +6,23 @@ from __future__ import annotations
 import atexit
 import os
 import socket
+from typing import NoReturn
 
 import redis
 
 #: CI services set CI=true (GitHub, GitLab) or CI=1 (others): either makes a missing dependency
 #: a failure instead of a skip.
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
+
+
+def missing_dependency(message: str) -> NoReturn:
+    """Skip the test saying what is missing; in CI, fail instead."""
+    import pytest
+
+    if IN_CI:
+        pytest.fail(message + " (in CI a missing dependency is a failure)")
+    pytest.skip(message)
+
 
 LEASE_KEY = "vmigrate-test:lease"
 LEASE_SECONDS = 6 * 3600

@@ -15,7 +15,7 @@ import pytest
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
 from tests.conftest import FAST_RECOVERY, HOME, REDIS_URL
-from tests.environment import IN_CI
+from tests.environment import missing_dependency
 from tests.helpers import running_vm, start_with_metrics, wait_terminal, wait_until
 from vmigrate.fleet import LocalFleet
 
@@ -72,9 +72,7 @@ def test_json_logs_carry_the_migration_id(observed_host):
 def chromium(url: str, *extra: str) -> str:
     binary = shutil.which("chromium")
     if binary is None:
-        if IN_CI:
-            pytest.fail("chromium is missing (in CI a missing dependency is a failure)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+        missing_dependency("chromium is not installed (apt-get install chromium)")
     profile = tempfile.mkdtemp(prefix="chromium-")
     result = subprocess.run(
         [
