@@ -12,6 +12,7 @@ only vmigrate's migration jobs, so a restarted worker finds them.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,25 +113,22 @@ class LibvirtBase(HostDriver):
         return Capabilities(self.NAME, self.config.protocols & self.SUPPORTED, memory_mib, cpus)
 
     # Domains ---------------------------------------------------------------------------------
-    def lookup(self, name: str, conn: Any = None) -> Any:
-        try:
-            return (conn or self.conn()).lookupByName(name)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                raise DomainNotFound(
-                    f"no domain with matching name '{name}' on {self.config.host}"
-                ) from None
-            raise libvirt_error(exc, f"looking up domain '{name}'") from None
+    def lookup(self, name: str) -> Any:
+        """The domain called ``name`` on this host; ``DomainNotFound`` when there is none."""
+        dom = self.find_name(self.conn(), name)
+        if dom is None:
+            raise DomainNotFound(f"no domain with matching name '{name}' on {self.config.host}")
+        return dom
+
+    @staticmethod
+    def find_name(conn: Any, name: str) -> Any:
+        """The domain called ``name`` on ``conn``, or None."""
+        return _find(lambda: conn.lookupByName(name), f"domain '{name}'")
 
     @staticmethod
     def find_uuid(conn: Any, uuid: str) -> Any:
         """The domain with ``uuid`` on ``conn``, or None."""
-        try:
-            return conn.lookupByUUIDString(uuid)
-        except libvirt.libvirtError as exc:
-            if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
-                return None
-            raise libvirt_error(exc, f"looking up domain {uuid}") from None
+        return _find(lambda: conn.lookupByUUIDString(uuid), f"domain {uuid}")
 
     @staticmethod
     def state_of(dom: Any) -> DomainState:
@@ -188,6 +186,16 @@ class LibvirtBase(HostDriver):
             raise DriverError(
                 f"cannot reach the peer daemon at {uri}: {exc}", "HYPERVISOR_UNAVAILABLE"
             ) from None
+
+
+def _find(lookup: Callable[[], Any], what: str) -> Any:
+    """``lookup()``, or None when libvirt has no such domain; other errors as DriverError."""
+    try:
+        return lookup()
+    except libvirt.libvirtError as exc:
+        if exc.get_error_code() == libvirt.VIR_ERR_NO_DOMAIN:
+            return None
+        raise libvirt_error(exc, f"looking up {what}") from None
 
 
 def cpu_element(xml: str) -> str | None:

@@ -71,10 +71,7 @@ class LibvirtDestination(LibvirtBase):
             raise DomainConflict(
                 f"domain '{same_uuid.name()}' is already defined with uuid {dom.uuid}"
             )
-        try:
-            same_name = conn.lookupByName(dom.name)
-        except libvirt.libvirtError:
-            same_name = None
+        same_name = self.find_name(conn, dom.name)
         if same_name is not None:
             if same_name.isActive():
                 raise DomainConflict(f"domain '{dom.name}' is already active on {self.config.host}")

@@ -273,7 +273,7 @@ class LibvirtSource(LibvirtBase):
             out = s.outgoing.get(job.migration_id)
             if out is None or out.get("confirmed"):
                 return
-            dom = self.find_uuid(self.conn(), out["uuid"]) if "uuid" in out else None
+            dom = self._source_domain(out) if "uuid" in out else None
             if cancelled:
                 self._resume_if_paused(out, dom)
             else:
@@ -303,17 +303,11 @@ class LibvirtSource(LibvirtBase):
         with self.state.change() as s:
             out = s.outgoing.setdefault(job.migration_id, {"domain": job.domain})
             dom = (
-                self.find_uuid(self.conn(), out["uuid"])
+                self._source_domain(out)
                 if "uuid" in out
-                else self._maybe_lookup(job.domain)
+                else self.find_name(self.conn(), job.domain)
             )
             if dom is not None and dom.isActive():
                 dom.destroy()
             self._undefine_if_asked(job, dom)
             out.update(ended=True, confirmed=True)
-
-    def _maybe_lookup(self, name: str) -> Any:
-        try:
-            return self.conn().lookupByName(name)
-        except libvirt.libvirtError:
-            return None
