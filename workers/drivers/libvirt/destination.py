@@ -114,24 +114,20 @@ class LibvirtDestination(LibvirtBase):
             )
 
     # Finish ----------------------------------------------------------------------------------
-    def finish(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> str | None:
-        with self.state.change():
-            inc = self._incoming_to_finish(job, cancelled)
-            if inc is None:
-                return None
-            if inc["status"] == "finished":
-                return str(inc["result_cookie"])
-            if cancelled:
-                self._remove_arrived(inc)
-                return None
-            if OFFLINE in job.flags:  # no Perform, no cookie: the definition is made here
-                self._define_offline(inc)
-            else:
-                self._check_cookie(cookie, "finish", job.domain, inc["uuid"])
-                self._check_arrived(job, inc)
-            inc["status"] = "finished"
-            inc["result_cookie"] = self._cookie(job.domain, inc["uuid"])
-            return str(inc["result_cookie"])
+    def _finish_incoming(
+        self, job: MigrationJob, inc: dict[str, Any], cookie: str | None, cancelled: bool
+    ) -> str | None:
+        if cancelled:
+            self._remove_arrived(inc)
+            return None
+        if OFFLINE in job.flags:  # no Perform, no cookie: the definition is made here
+            self._define_offline(inc)
+        else:
+            self._check_cookie(cookie, "finish", job.domain, inc["uuid"])
+            self._check_arrived(job, inc)
+        inc["status"] = "finished"
+        inc["result_cookie"] = self._cookie(job.domain, inc["uuid"])
+        return str(inc["result_cookie"])
 
     def _define_offline(self, inc: dict[str, Any]) -> None:
         """An offline migration's Finish: the definition, persistent, as libvirt's does."""

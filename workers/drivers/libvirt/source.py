@@ -256,9 +256,9 @@ class LibvirtSource(LibvirtBase):
         out["timed_out"] = True
 
     def abort_outgoing(self, job: MigrationJob) -> None:
-        with self.state.change() as s:
-            out = s.outgoing.get(job.migration_id)
-            if out is None or "started_at" not in out or "result" in out:
+        with self.state.change():
+            out = self._transfer_to_abort(job)
+            if out is None:
                 return
             out["aborted"] = True
             dom = self._source_domain(out)

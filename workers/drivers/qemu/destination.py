@@ -98,37 +98,33 @@ class QemuDestination(QemuBase):
             time.sleep(0.1)
         raise DriverError("the incoming migration did not complete in time", "MIGRATION_FAILED")
 
-    def finish(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> str | None:
-        with self.state.change() as s:
-            inc = self._incoming_to_finish(job, cancelled)
-            if inc is None:
-                return None
-            if inc["status"] == "finished":
-                return str(inc["result_cookie"])
-            paths = self._paths(inc["name"])
-            if cancelled:
+    def _finish_incoming(
+        self, job: MigrationJob, inc: dict[str, Any], cookie: str | None, cancelled: bool
+    ) -> str | None:
+        paths = self._paths(inc["name"])
+        if cancelled:
+            process.stop(paths)
+            inc["status"] = "aborted"
+            return None
+        try:
+            if job.version == 3:
+                self._check_cookie(cookie, "finish", job.domain, inc["uuid"])
+            self._wait_received(inc["name"])
+            if PAUSED not in job.flags:
+                qmp.execute(paths.qmp, "cont")
+        except DriverError:
+            if job.version == 3:  # the source can still be resumed: kill this copy
                 process.stop(paths)
                 inc["status"] = "aborted"
-                return None
-            try:
-                if job.version == 3:
-                    self._check_cookie(cookie, "finish", job.domain, inc["uuid"])
-                self._wait_received(inc["name"])
-                if PAUSED not in job.flags:
-                    qmp.execute(paths.qmp, "cont")
-            except DriverError:
-                if job.version == 3:  # the source can still be resumed: kill this copy
-                    process.stop(paths)
-                    inc["status"] = "aborted"
-                raise
-            persistent = PERSIST_DEST in job.flags or inc["name"] in s.domains
-            state: DomainState = "paused" if PAUSED in job.flags else "running"
-            s.domains[inc["name"]] = self._record(
-                domxml.parse_domain(inc["xml"]), state, persistent
-            )
-            inc["status"] = "finished"
-            inc["result_cookie"] = self._cookie(job.domain, inc["uuid"])
-            return str(inc["result_cookie"])
+            raise
+        persistent = PERSIST_DEST in job.flags or inc["name"] in self.state.domains
+        state: DomainState = "paused" if PAUSED in job.flags else "running"
+        self.state.domains[inc["name"]] = self._record(
+            domxml.parse_domain(inc["xml"]), state, persistent
+        )
+        inc["status"] = "finished"
+        inc["result_cookie"] = self._cookie(job.domain, inc["uuid"])
+        return str(inc["result_cookie"])
 
     def abort_incoming(self, job: MigrationJob) -> None:
         with self.state.change() as s:

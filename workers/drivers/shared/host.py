@@ -7,6 +7,7 @@ here, not enough memory, one migration job per domain, a cookie that belongs to 
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -188,6 +189,14 @@ class HostDriver(Driver):
             raise DriverError(f"domain '{job.domain}' is not being migrated", "NOT_MIGRATING")
         return out
 
+    def _transfer_to_abort(self, job: MigrationJob) -> dict[str, Any] | None:
+        """The outgoing job whose transfer runs and may still be aborted (started, no result
+        yet); None when there is nothing to abort."""
+        out = self.state.outgoing.get(job.migration_id)
+        if out is None or "started_at" not in out or "result" in out:
+            return None
+        return out
+
     @staticmethod
     def _stored_status(out: dict[str, Any]) -> TransferStatus:
         """The final status of an outgoing transfer, as recorded in its job."""
@@ -213,6 +222,24 @@ class HostDriver(Driver):
             del self.state.domains[job.domain]
         else:
             dom["state"] = "shutoff"
+
+    def finish(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> str | None:
+        """Finish's bookkeeping, the same for every driver: nothing to do for a cancelled one
+        that has nothing left, the recorded cookie for one that already ran; the rest is the
+        driver's ``_finish_incoming``, under the state's lock."""
+        with self.state.change():
+            inc = self._incoming_to_finish(job, cancelled)
+            if inc is None:
+                return None
+            if inc["status"] == "finished":
+                return str(inc["result_cookie"])
+            return self._finish_incoming(job, inc, cookie, cancelled)
+
+    @abc.abstractmethod
+    def _finish_incoming(
+        self, job: MigrationJob, inc: dict[str, Any], cookie: str | None, cancelled: bool
+    ) -> str | None:
+        """Start (or, ``cancelled``, remove) what ``inc`` received; the cookie for Confirm."""
 
     def _incoming_to_finish(self, job: MigrationJob, cancelled: bool) -> dict[str, Any] | None:
         """The incoming job a Finish acts on; None when a cancelled Finish has nothing left to do.

@@ -93,24 +93,20 @@ class SimDestination(SimBase):
             inc["source_state"] = header.get("state")
             return None
 
-    def finish(self, job: MigrationJob, cookie: str | None, cancelled: bool) -> str | None:
-        with self.state.change():
-            inc = self._incoming_to_finish(job, cancelled)
-            if inc is None:
-                return None
-            if inc["status"] == "finished":
-                return str(inc["result_cookie"])
-            if cancelled:
-                self._drop_incoming(job.migration_id, inc)
-                return None
-            if job.version == 3 and OFFLINE not in job.flags:  # offline: no cookie
-                self._check_cookie(cookie, "finish", job.domain, inc["uuid"] or "")
-            if inc["status"] != "received":
-                self._drop_incoming(job.migration_id, inc)
-                raise DriverError(
-                    "no migration stream arrived before Finish", "MIGRATION_STREAM_FAILED"
-                )
-            return self._start_received(job, inc)
+    def _finish_incoming(
+        self, job: MigrationJob, inc: dict[str, Any], cookie: str | None, cancelled: bool
+    ) -> str | None:
+        if cancelled:
+            self._drop_incoming(job.migration_id, inc)
+            return None
+        if job.version == 3 and OFFLINE not in job.flags:  # offline: no cookie
+            self._check_cookie(cookie, "finish", job.domain, inc["uuid"] or "")
+        if inc["status"] != "received":
+            self._drop_incoming(job.migration_id, inc)
+            raise DriverError(
+                "no migration stream arrived before Finish", "MIGRATION_STREAM_FAILED"
+            )
+        return self._start_received(job, inc)
 
     def _start_received(self, job: MigrationJob, inc: dict[str, Any]) -> str:
         faulty = "finish" in read_knobs(inc["xml"]).faults

@@ -110,9 +110,9 @@ class SimSource(SimBase):
             return self._complete_transfer(job, out, dom)
 
     def abort_outgoing(self, job: MigrationJob) -> None:
-        with self.state.change() as s:
-            out = s.outgoing.get(job.migration_id)
-            if out is None or "started_at" not in out or "result" in out:
+        with self.state.change():
+            out = self._transfer_to_abort(job)
+            if out is None:
                 return
             dom = self._domain(job.domain)
             self._fail_transfer(out, dom, "OPERATION_ABORTED", "migration job: canceled by client")
