@@ -139,6 +139,8 @@ class Driver(abc.ABC):
     #: Domains change outside vmigrate (an operator's virsh, a guest that shuts itself down):
     #: the worker then re-reads the inventory with every heartbeat.
     CHANGES_OUTSIDE: bool = False
+    #: Set by ``watch_transfers``; called with a migration id when its transfer ends by itself.
+    _on_transfer_end: Callable[[str], None] | None = None
 
     @abc.abstractmethod
     def capabilities(self) -> Capabilities: ...
@@ -154,10 +156,9 @@ class Driver(abc.ABC):
         self._on_transfer_end = on_end
 
     def _transfer_ended(self, migration_id: str) -> None:
-        on_end = getattr(self, "_on_transfer_end", None)
-        if on_end is not None:
+        if self._on_transfer_end is not None:
             try:
-                on_end(migration_id)
+                self._on_transfer_end(migration_id)
             except Exception:  # the regular poll still comes
                 logging.getLogger(__name__).warning("early poll failed", exc_info=True)
 

@@ -30,7 +30,9 @@ VIDEO_MODELS = {
 GUEST_AGENT = "org.qemu.guest_agent.0"
 
 
-class DeviceUnsupported(ValueError):
+class Unsupported(ValueError):
+    """Outside the QEMU driver's subset; the message names what."""
+
     code = "UNSUPPORTED_XML"
 
 
@@ -41,7 +43,7 @@ def pci_address(element: Element) -> str:
         return ""
     bus, function = int(address.get("bus", "0"), 0), int(address.get("function", "0"), 0)
     if bus != 0 or function != 0 or int(address.get("domain", "0"), 0) != 0:
-        raise DeviceUnsupported("only PCI addresses on bus 0, function 0 are supported")
+        raise Unsupported("only PCI addresses on bus 0, function 0 are supported")
     return f",bus=pci.0,addr={int(address.get('slot', '0'), 0):#x}"
 
 
@@ -53,7 +55,7 @@ def boot_order(root: Element) -> list[str]:
         return ["hd"]
     for dev in devs:
         if dev not in ("hd", "network"):
-            raise DeviceUnsupported(f"unsupported <os><boot dev='{dev}'>: hd or network")
+            raise Unsupported(f"unsupported <os><boot dev='{dev}'>: hd or network")
     return devs
 
 
@@ -80,7 +82,7 @@ def clock_and_pm(root: Element) -> list[str]:
     if clock is not None:
         offset = clock.get("offset", "utc")
         if offset not in ("utc", "localtime"):
-            raise DeviceUnsupported(f"unsupported <clock offset='{offset}'>: utc or localtime")
+            raise Unsupported(f"unsupported <clock offset='{offset}'>: utc or localtime")
         rtc = f"base={offset}"
         for timer in clock.findall("timer"):
             name, policy = timer.get("name"), timer.get("tickpolicy")
@@ -108,14 +110,14 @@ def controllers(root: Element) -> list[str]:
             if model == "none":
                 continue
             if model not in USB_MODELS:
-                raise DeviceUnsupported(f"unsupported USB controller model {model!r}")
+                raise Unsupported(f"unsupported USB controller model {model!r}")
             args += ["-device", f"{USB_MODELS[model]},id=usb{pci_address(controller)}"]
         elif kind == "virtio-serial":
             args += ["-device", f"virtio-serial-pci,id=virtio-serial0{pci_address(controller)}"]
         elif kind == "sata":
             args += ["-device", f"ahci,id=sata0{pci_address(controller)}"]
         else:
-            raise DeviceUnsupported(f"unsupported <controller type='{kind}' model='{model}'>")
+            raise Unsupported(f"unsupported <controller type='{kind}' model='{model}'>")
     for kind, device in IMPLIED_CONTROLLERS.items():
         if implied_controller_missing(root, kind):
             args += ["-device", device]  # libvirt adds the controller too
@@ -146,7 +148,7 @@ def disk_device(disk: Element, ident: str, sata_unit: int, boot: str) -> str:
         return f"virtio-blk-pci,drive=drive-{ident},id={ident}{pci_address(disk)}{boot}"
     if bus == "sata":
         return f"ide-hd,bus=sata0.{sata_unit},drive=drive-{ident},id={ident}{boot}"
-    raise DeviceUnsupported(f"unsupported disk bus {bus!r}: virtio or sata")
+    raise Unsupported(f"unsupported disk bus {bus!r}: virtio or sata")
 
 
 def channels(root: Element, run_dir: Path, escape: EscapeFn) -> list[str]:
@@ -157,9 +159,9 @@ def channels(root: Element, run_dir: Path, escape: EscapeFn) -> list[str]:
         target = channel.find("target")
         name = target.get("name", "") if target is not None else ""
         if channel.get("type") != "unix" or target is None or target.get("type") != "virtio":
-            raise DeviceUnsupported("only a <channel type='unix'> with a virtio target")
+            raise Unsupported("only a <channel type='unix'> with a virtio target")
         if name != GUEST_AGENT:
-            raise DeviceUnsupported(f"unsupported channel {name!r}: only {GUEST_AGENT}")
+            raise Unsupported(f"unsupported channel {name!r}: only {GUEST_AGENT}")
         port = 1 + index
         address = channel.find("address")
         if address is not None and address.get("type") == "virtio-serial":
@@ -196,12 +198,12 @@ def serials(root: Element, state_dir: Path, escape: EscapeFn) -> list[str]:
         elif kind == "pty":
             chardev = f"pty,id=serial{index}"
         else:
-            raise DeviceUnsupported(f"unsupported <serial type='{kind}'>: file or pty")
+            raise Unsupported(f"unsupported <serial type='{kind}'>: file or pty")
         args += ["-chardev", chardev, "-serial", f"chardev:serial{index}"]
     for console in root.findall("devices/console"):
         target = console.find("target")
         if target is not None and target.get("type", "serial") != "serial":
-            raise DeviceUnsupported(f"unsupported <console> target {target.get('type')!r}")
+            raise Unsupported(f"unsupported <console> target {target.get('type')!r}")
     return args
 
 
@@ -216,7 +218,7 @@ def inputs(root: Element) -> list[str]:
             port = f",port={address.get('port')}" if address is not None else ""
             args += ["-device", f"usb-tablet,id=input{index},bus=usb.0{port}"]
             continue
-        raise DeviceUnsupported(f"unsupported <input type='{kind}' bus='{bus}'>")
+        raise Unsupported(f"unsupported <input type='{kind}' bus='{bus}'>")
     return args
 
 
@@ -227,7 +229,7 @@ def graphics(root: Element) -> list[str]:
     if not found:
         return []
     if len(found) > 1 or found[0].get("type") != "vnc":
-        raise DeviceUnsupported("only one <graphics type='vnc'> is supported")
+        raise Unsupported("only one <graphics type='vnc'> is supported")
     vnc = found[0]
     listen = vnc.find("listen")
     address = vnc.get("listen") or (listen.get("address") if listen is not None else None)
@@ -253,7 +255,7 @@ def video(root: Element) -> list[str]:
         if kind == "none":
             continue
         if kind not in VIDEO_MODELS:
-            raise DeviceUnsupported(f"unsupported video model {kind!r}")
+            raise Unsupported(f"unsupported video model {kind!r}")
         vram = int(model.get("vram", "16384"))
         memory = f",vgamem_mb={vram // 1024}" if kind in ("vga", "cirrus") else ""
         args += ["-device", f"{VIDEO_MODELS[kind]},id=video{index}{memory}{pci_address(device)}"]
@@ -265,5 +267,5 @@ def memballoon(root: Element) -> list[str]:
     if balloon is None or balloon.get("model") == "none":
         return []
     if balloon.get("model") != "virtio":
-        raise DeviceUnsupported(f"unsupported memballoon model {balloon.get('model')!r}")
+        raise Unsupported(f"unsupported memballoon model {balloon.get('model')!r}")
     return ["-device", f"virtio-balloon-pci,id=balloon0{pci_address(balloon)}"]
