@@ -45,6 +45,10 @@ class Settings:
     #: peer-to-peer migration). Empty: ``libvirt_uri`` itself when it names a host or a socket,
     #: else ``qemu+tcp://<migration_address>/system``.
     libvirt_peer_uri: str = env("", "VMIGRATE_LIBVIRT_PEER_URI")
+    #: Directories where this host's disk images, kernels, initrds, firmware and serial-console
+    #: files may live (TOML list; the environment variable separates them with ``:``). A domain
+    #: naming a host path outside them is refused at define and at Prepare.
+    storage_roots: tuple[str, ...] = env(("/var/lib/vmigrate/images",), "VMIGRATE_STORAGE_ROOTS")
     #: Largest domain XML or cookie accepted anywhere, in bytes.
     max_xml_bytes: int = 1_048_576
     #: How long ``vmigrate`` waits for a host to answer a control command (define, start...).
@@ -103,6 +107,8 @@ class ConfigError(ValueError):
 
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     expected = type(default) if default is not None else str
+    if expected is tuple:
+        return _strings(name, raw)
     if expected is float and isinstance(raw, int | str):
         try:
             return float(raw)
@@ -116,6 +122,14 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
     if not isinstance(raw, expected) or (expected is int and isinstance(raw, bool)):
         raise ConfigError(f"setting {name!r} must be {expected.__name__}, got {raw!r}")
     return raw
+
+
+def _strings(name: str, raw: Any) -> tuple[str, ...]:
+    """A list of strings: a TOML list, or ``:``-separated in the environment."""
+    items = raw.split(":") if isinstance(raw, str) else raw
+    if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
+        raise ConfigError(f"setting {name!r} must be a list of strings, got {raw!r}")
+    return tuple(p.strip() for p in items if p.strip())
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -181,6 +195,9 @@ def settings_from(document: dict[str, Any], environ: dict[str, str]) -> Settings
     for name in ("outbound_per_host", "inbound_per_host", "fleet"):
         if getattr(result, name) < 1:
             raise ConfigError(f"limit {name} must be at least 1")
+    relative = [p for p in result.storage_roots if not p.startswith("/")]
+    if relative:
+        raise ConfigError(f"storage_roots takes absolute directories, not {relative[0]!r}")
     if result.scheduler_scan < 1:
         raise ConfigError("scheduler_scan must be at least 1")
     return result

@@ -12,11 +12,24 @@ MIN_PRIORITY, MAX_PRIORITY = -1000, 1000
 #: A migration id the caller chooses: 1-64 of these characters.
 ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_")
 MAX_ID_LENGTH = 64
+#: ``--migrate-disks``: at most this many disk targets, each 1-32 of ``DISK_TARGET_CHARS``.
+MAX_MIGRATE_DISKS = 64
+DISK_TARGET_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+MAX_DISK_TARGET_LENGTH = 32
 
 
 def valid_id(text: object) -> bool:
     """A migration id a caller may choose."""
     return isinstance(text, str) and 0 < len(text) <= MAX_ID_LENGTH and set(text) <= ID_CHARS
+
+
+def valid_disk_target(text: object) -> bool:
+    """A disk's target name as libvirt writes it (``vda``, ``sdb``)."""
+    return (
+        isinstance(text, str)
+        and 0 < len(text) <= MAX_DISK_TARGET_LENGTH
+        and set(text) <= DISK_TARGET_CHARS
+    )
 
 
 #: A destination XML (--xml): at most the configured ``max_xml_bytes`` (this is its default).

@@ -12,7 +12,7 @@ from workers.drivers.base import (
     PERSIST_DEST,
     POSTCOPY,
 )
-from workers.drivers.flags import KNOWN
+from workers.drivers.flags import COPY_STORAGE, KNOWN
 
 #: Flags only the source understands; libvirt never sends them to the destination.
 SOURCE_ONLY = frozenset({ABORT_ON_ERROR, AUTO_CONVERGE})
@@ -33,6 +33,19 @@ def validate_flags(flags: frozenset[str]) -> frozenset[str]:
         raise Refused(
             "INVALID_FLAGS",
             "post-copy migration is not supported with non-live or paused migration",
+        )
+    copying = flags & COPY_STORAGE
+    if len(copying) > 1:
+        raise Refused(
+            "INVALID_FLAGS", "--copy-storage-all and --copy-storage-inc are mutually exclusive"
+        )
+    if copying and OFFLINE in flags:
+        raise Refused("INVALID_FLAGS", "offline migration cannot copy disk storage")
+    if copying and POSTCOPY in flags:
+        raise Refused(
+            "INVALID_FLAGS",
+            "post-copy is not offered with storage migration: the disks must be in sync "
+            "before the switch-over",
         )
     return flags
 

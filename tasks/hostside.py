@@ -93,4 +93,5 @@ def job_for(record: MigrationRecord, phase: Phase) -> MigrationJob:
         dname=record.dname,
         flags=flags,
         bandwidth_mibps=record.bandwidth,
+        migrate_disks=tuple(record.migrate_disks),
     )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from tasks.errors import Refused
 from workers.drivers.base import OFFLINE
+from workers.drivers.flags import COPY_STORAGE
 
 PREFERENCE = (3, 2, 1)
 
@@ -17,10 +18,11 @@ class Wants:
     rename: bool = False
     dest_xml: bool = False
     offline: bool = False
+    copy_storage: bool = False
 
     @classmethod
     def of(cls, dname: str | None, xml: str | None, flags: frozenset[str]) -> Wants:
-        return cls(bool(dname), xml is not None, OFFLINE in flags)
+        return cls(bool(dname), xml is not None, OFFLINE in flags, bool(flags & COPY_STORAGE))
 
 
 def why_not(version: int, wants: Wants) -> tuple[str, str] | None:
@@ -33,6 +35,11 @@ def why_not(version: int, wants: Wants) -> tuple[str, str] | None:
         )
     if wants.offline and version != 3:
         return "OFFLINE_UNSUPPORTED", f"offline migration needs protocol v3, not v{version}"
+    if wants.copy_storage and version != 3:
+        return "STORAGE_MIGRATION_UNSUPPORTED", (
+            f"storage migration needs protocol v3 (Begin tells the destination each disk's "
+            f"size), not v{version}"
+        )
     return None
 
 

@@ -66,6 +66,7 @@ class MigrationRecord:
     flags: list[str] = field(default_factory=list)
     bandwidth: int | None = None
     xml: str | None = None  # the destination XML the user asked for (v3 only)
+    migrate_disks: list[str] = field(default_factory=list)  # with copy_storage_*; []: all
     protocol: int | None = None
     candidates: list[int] = field(default_factory=list)
     state: str = State.PENDING.value

@@ -45,6 +45,9 @@ class HostInfo:
     #: How peers reach the host (``keys.host_endpoint``): migration address, port range, and the
     #: URI of its hypervisor daemon where it has one.
     endpoint: dict[str, Any] = field(default_factory=dict)
+    #: The driver copies local disks (storage migration); a registration written before 0.4
+    #: has no such field and reads as False, so such a host is never asked to.
+    copy_storage: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

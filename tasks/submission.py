@@ -19,8 +19,10 @@ from tasks.admission import Limits, release_slot, take_slots
 from tasks.bounds import (
     MAX_BANDWIDTH_MIBPS,
     MAX_ID_LENGTH,
+    MAX_MIGRATE_DISKS,
     MAX_PRIORITY,
     MIN_PRIORITY,
+    valid_disk_target,
     valid_id,
 )
 from tasks.errors import Refused
@@ -36,7 +38,9 @@ from tasks.runtime import Runtime, runtime
 from tasks.scheduler import tick
 from tasks.states import State
 from workers import domxml, safexml
+from workers.disks import DiskSelectionError, check_inventory_disks
 from workers.drivers.base import OFFLINE
+from workers.drivers.flags import COPY_STORAGE
 
 
 @dataclass
@@ -48,6 +52,7 @@ class MigrationRequest:
     xml: str | None = None
     flags: list[str] = field(default_factory=list)
     bandwidth: int | None = None
+    migrate_disks: list[str] | None = None
     id: str | None = None
     priority: int = 0
     window: str | None = None
@@ -96,6 +101,7 @@ def _check_options(request: MigrationRequest, max_xml_bytes: int) -> frozenset[s
         raise Refused(
             "INVALID_BANDWIDTH", f"bandwidth must be 1-{MAX_BANDWIDTH_MIBPS} MiB/s, not {bw!r}"
         )
+    _check_migrate_disks(request.migrate_disks, flags)
     if request.xml is not None:
         try:
             parsed = domxml.parse_domain(request.xml, max_xml_bytes)
@@ -107,6 +113,25 @@ def _check_options(request: MigrationRequest, max_xml_bytes: int) -> frozenset[s
                 "the destination XML must keep the domain's name; use --dname to rename",
             )
     return flags
+
+
+def _check_migrate_disks(named: list[str] | None, flags: frozenset[str]) -> None:
+    if named is None:
+        return
+    if not isinstance(named, list) or not all(valid_disk_target(t) for t in named):
+        raise Refused(
+            "INVALID_REQUEST",
+            "migrate_disks must be a list of disk targets (vda, sdb: lower-case letters and "
+            "digits)",
+        )
+    if len(named) > MAX_MIGRATE_DISKS or len(set(named)) != len(named):
+        raise Refused(
+            "INVALID_REQUEST", f"migrate_disks lists at most {MAX_MIGRATE_DISKS} distinct disks"
+        )
+    if named and not flags & COPY_STORAGE:
+        raise Refused(
+            "INVALID_FLAGS", "--migrate-disks needs --copy-storage-all or --copy-storage-inc"
+        )
 
 
 def parse_time(value: str | None, what: str) -> float:
@@ -190,6 +215,19 @@ def _check_drivers(source: HostInfo, destination: HostInfo) -> None:
         )
 
 
+def _check_storage(source: HostInfo, destination: HostInfo, flags: frozenset[str]) -> None:
+    if not flags & COPY_STORAGE:
+        return
+    for host in (source, destination):
+        if not host.copy_storage:
+            raise Refused(
+                "STORAGE_MIGRATION_UNSUPPORTED",
+                f"host {host.name!r} ({host.driver} driver, vmigrate {host.version}) cannot "
+                "copy disks: storage migration needs the qemu or libvirt driver of vmigrate "
+                "0.4 or later on both hosts",
+            )
+
+
 def _check_domain(
     request: MigrationRequest, flags: frozenset[str], inventory: list[dict[str, Any]]
 ) -> None:
@@ -204,6 +242,11 @@ def _check_domain(
             f"domain {request.domain!r} is shut off on {request.source!r}; "
             "use --offline --persist to move its definition",
         )
+    if flags & COPY_STORAGE and "disks" in found:  # published by 0.4 and later
+        try:
+            check_inventory_disks(found["disks"], request.migrate_disks or [])
+        except DiskSelectionError as exc:
+            raise Refused(exc.code, str(exc)) from None
 
 
 def submit(request: MigrationRequest, rt: Runtime | None = None) -> MigrationRecord:
@@ -215,6 +258,7 @@ def submit(request: MigrationRequest, rt: Runtime | None = None) -> MigrationRec
     entry = _schedule(request, rt.settings)
     source, destination, inventory = _hosts(rt.redis, request)
     _check_drivers(source, destination)
+    _check_storage(source, destination, flags)
     wants = Wants.of(request.dname, request.xml, flags)
     candidates = negotiate(frozenset(source.protocols), frozenset(destination.protocols), wants)
     _check_domain(request, flags, inventory)
@@ -226,6 +270,7 @@ def submit(request: MigrationRequest, rt: Runtime | None = None) -> MigrationRec
         dname=request.dname,
         flags=sorted(flags),
         bandwidth=request.bandwidth,
+        migrate_disks=list(request.migrate_disks or []),
         xml=request.xml,
         candidates=candidates,
         priority=entry.priority,

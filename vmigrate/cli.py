@@ -42,6 +42,11 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _disk_list(text: str) -> list[str]:
+    """``--migrate-disks vda,vdb``: the targets, checked with the rest at submission."""
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -109,6 +114,12 @@ def _add_migrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--dname", help="new name on the destination")
     p.add_argument("--xml", type=Path, help="destination XML (v3 only; must keep the guest ABI)")
     p.add_argument("--bandwidth", type=_positive_int, help="MiB/s")
+    p.add_argument(
+        "--migrate-disks",
+        type=_disk_list,
+        metavar="vda,vdb",
+        help="with --copy-storage-*: copy only these disks (default: every writable disk)",
+    )
     p.add_argument("--id", help="choose the migration id (default: a new uuid)")
     p.add_argument("--window", help="start only while this configured window is open")
     p.add_argument("--not-before", metavar="TIME", help="ISO 8601 with an offset")

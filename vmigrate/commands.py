@@ -149,6 +149,7 @@ def _request(args: argparse.Namespace) -> Any:
         xml=xml,
         flags=flags,
         bandwidth=args.bandwidth,
+        migrate_disks=args.migrate_disks,
         id=args.id,
         priority=args.priority,
         window=args.window,

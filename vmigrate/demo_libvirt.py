@@ -76,7 +76,7 @@ def _scenario(home: Path, bed: object) -> int:
     alpha, bravo = bed.daemons
     name = "demo-guest"
     xml = home / f"{name}.xml"
-    initrd = build_initramfs(home / "initrd.cpio")
+    initrd = build_initramfs(home / "daemons" / "initrd.cpio")  # inside the storage roots
     xml.write_text(guest_definition(name, find_kernel(), initrd, fill_mib=64, dirty_mib=2))
     alpha.virsh("define", str(xml))
     alpha.virsh("start", name)

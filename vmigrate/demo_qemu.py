@@ -62,7 +62,8 @@ def run_qemu_demo() -> int:
     from tasks.runtime import runtime  # noqa: PLC0415
     from vmigrate.fleet import LocalFleet  # noqa: PLC0415
 
-    fleet = LocalFleet({"VMIGRATE_BROKER_URL": url}, home)
+    roots = f"/boot:{home}"  # the kernel and the guest's initramfs
+    fleet = LocalFleet({"VMIGRATE_BROKER_URL": url, "VMIGRATE_STORAGE_ROOTS": roots}, home)
     try:
         for host in ("alpha", "bravo"):
             fleet.start_host(host, "--driver", "qemu", "--memory-mib", "4096", protocols="2,3")

@@ -87,13 +87,33 @@ def _run(*argv: str) -> None:
         raise ImageUnavailable(f"{' '.join(argv[:2])} failed: {done.stderr.strip()}")
 
 
-def virt_install_xml(name: str, image: Path, memory_mib: int = 256) -> str:
+def virt_install_xml(
+    name: str,
+    image: Path,
+    memory_mib: int = 256,
+    *,
+    heartbeat_log: str = "heartbeat.log",
+    data_disk: Path | None = None,
+    data_format: str = "raw",
+) -> str:
     """A disk-booted VM as ``virt-install`` writes one and libvirt keeps it after define (PCI
     addresses assigned): firmware boot from the first disk, a virtio disk, a pty console on the
     first serial port, VNC graphics, VGA video, a USB tablet, PS/2 mouse and keyboard, USB, PCI
     and virtio-serial controllers, a memory balloon and a guest-agent channel. One addition: a
     second serial port writing to a file, where the busy guest prints its heartbeat (its kernel
-    command line says ``vm.hb=ttyS1``), so that a test can read what runs where."""
+    command line says ``vm.hb=ttyS1``), so that a test can read what runs where: a relative
+    ``heartbeat_log`` is the domain's ``console.log`` on the QEMU driver, an absolute one must lie
+    inside the host's storage roots. ``data_disk``: a second virtio disk, ``vdb``, the guest's
+    records go to with ``vm.disk=vdb``."""
+    data = ""
+    if data_disk is not None:
+        data = f"""
+    <disk type='file' device='disk'>
+      <driver name='qemu' type='{data_format}'/>
+      <source file='{data_disk}'/>
+      <target dev='vdb' bus='virtio'/>
+      <address type='pci' domain='0x0000' bus='0x00' slot='0x07' function='0x0'/>
+    </disk>"""
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='KiB'>{memory_mib * 1024}</memory>
@@ -130,7 +150,7 @@ def virt_install_xml(name: str, image: Path, memory_mib: int = 256) -> str:
       <source file='{image}'/>
       <target dev='vda' bus='virtio'/>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x05' function='0x0'/>
-    </disk>
+    </disk>{data}
     <controller type='usb' index='0' model='qemu-xhci'>
       <address type='pci' domain='0x0000' bus='0x00' slot='0x03' function='0x0'/>
     </controller>
@@ -144,7 +164,7 @@ def virt_install_xml(name: str, image: Path, memory_mib: int = 256) -> str:
       </target>
     </serial>
     <serial type='file'>
-      <source path='/var/log/{name}-heartbeat.log'/>
+      <source path='{heartbeat_log}'/>
       <target type='isa-serial' port='1'>
         <model name='isa-serial'/>
       </target>

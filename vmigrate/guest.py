@@ -5,6 +5,13 @@ a heartbeat ``HB <boot-id> <counter>`` on its serial console about five times a 
 or the port ``vm.hb=`` names on the kernel command line). A migration
 that loses nothing shows, on the destination's console, the same boot id and a counter that goes on
 from the source's last value.
+
+With ``vm.disk=vdb`` (or ``vm.disk=data``: the virtio disk without partitions, whatever the
+kernel named it) it also writes record ``REC <boot-id> <counter>`` to 512-byte block
+<counter> of that disk each beat (synced), prints ``W <counter>``, and reads back the record of
+five beats before from the disk itself (the page cache dropped), printing ``BAD <n> <found>`` on a
+mismatch: a storage migration that loses nothing shows the ``W`` counter going on with no gap and
+no ``BAD`` line, and leaves every record in the destination's image.
 """
 
 from __future__ import annotations
@@ -15,18 +22,35 @@ import shutil
 import stat
 from pathlib import Path
 
+#: The kernel modules a guest with ``vm.disk`` loads (in this order) to see its virtio disks.
+VIRTIO_MODULES = (
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_modern_dev",
+    "virtio_pci_legacy_dev",
+    "virtio_pci",
+    "virtio_blk",
+)
 INIT = """#!/bin/busybox sh
 /bin/busybox --install -s /bin
+VIRTIO_MODULES="@MODULES@"
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
-FILL=0; DIRTY=0; HB=/dev/ttyS0
+FILL=0; DIRTY=0; HB=/dev/ttyS0; DISK=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     vm.fill=*) FILL=${arg#vm.fill=};; vm.dirty=*) DIRTY=${arg#vm.dirty=};;
-    vm.hb=*) HB=/dev/${arg#vm.hb=};;
+    vm.hb=*) HB=/dev/${arg#vm.hb=};; vm.disk=*) DISK=/dev/${arg#vm.disk=};;
   esac
 done
+if [ -n "$DISK" ]; then  # the distribution kernel builds virtio disks as modules
+  for m in $VIRTIO_MODULES; do [ -f /lib/virtio/$m.ko ] && insmod /lib/virtio/$m.ko; done
+fi
+if [ "$DISK" = /dev/data ]; then  # the virtio disk without partitions (not the boot disk)
+  DISK=
+  for d in /sys/block/vd*; do [ -e "$d/${d##*/}1" ] || DISK=/dev/${d##*/}; done
+fi
 mount -t tmpfs -o size=$((FILL + DIRTY + 8))m tmpfs /mnt
 BOOT=$(cat /proc/sys/kernel/random/uuid)
 [ "$FILL" -gt 0 ] && dd if=/dev/urandom of=/mnt/fill bs=1M count=$FILL 2>/dev/null
@@ -35,6 +59,15 @@ i=0
 while true; do
   i=$((i + 1))
   echo "HB $BOOT $i" > $HB
+  if [ -n "$DISK" ]; then
+    printf 'REC %s %d\n' $BOOT $i | dd of=$DISK bs=512 seek=$i conv=notrunc,sync,fsync 2>/dev/null \
+      && echo "W $i" > $HB
+    if [ $i -gt 5 ]; then
+      j=$((i - 5)); echo 1 > /proc/sys/vm/drop_caches
+      got=$(dd if=$DISK bs=512 skip=$j count=1 2>/dev/null | head -n 1)
+      [ "$got" = "REC $BOOT $j" ] || echo "BAD $j $got" > $HB
+    fi
+  fi
   if [ "$DIRTY" -gt 0 ] && [ $((i % 5)) -eq 0 ]; then
     dd if=/dev/urandom of=/mnt/dirty bs=1M count=$DIRTY conv=notrunc 2>/dev/null
   fi
@@ -62,6 +95,24 @@ def _cpio_entry(name: str, mode: int, data: bytes, ino: int) -> bytes:
     return entry + b"\0" * (-len(entry) % 4)
 
 
+def _virtio_modules() -> list[tuple[str, int, bytes]]:
+    """The virtio disk modules of the kernel ``find_kernel`` picks, where it has them."""
+    try:
+        version = find_kernel().name.removeprefix("vmlinuz-")
+    except GuestUnavailable:
+        return []
+    found: list[tuple[str, int, bytes]] = []
+    for module in VIRTIO_MODULES:
+        paths = glob.glob(f"/lib/modules/{version}/kernel/drivers/*/{module}.ko")
+        if paths:
+            found.append(
+                (f"lib/virtio/{module}.ko", stat.S_IFREG | 0o644, Path(paths[0]).read_bytes())
+            )
+    if found:
+        found[:0] = [("lib", stat.S_IFDIR | 0o755, b""), ("lib/virtio", stat.S_IFDIR | 0o755, b"")]
+    return found
+
+
 def build_initramfs(target: Path) -> Path:
     """Write a newc cpio archive with busybox and the init above; returns ``target``."""
     busybox = shutil.which("busybox") or "/bin/busybox"
@@ -74,7 +125,12 @@ def build_initramfs(target: Path) -> Path:
         ("sys", stat.S_IFDIR | 0o755, b""),
         ("mnt", stat.S_IFDIR | 0o755, b""),
         ("bin/busybox", stat.S_IFREG | 0o755, Path(busybox).read_bytes()),
-        ("init", stat.S_IFREG | 0o755, INIT.encode()),
+        (
+            "init",
+            stat.S_IFREG | 0o755,
+            INIT.replace("@MODULES@", " ".join(VIRTIO_MODULES)).encode(),
+        ),
+        *_virtio_modules(),
     ]
     archive = b"".join(_cpio_entry(n, m, d, i + 1) for i, (n, m, d) in enumerate(entries))
     archive += _cpio_entry("TRAILER!!!", 0, b"", 0)

@@ -33,7 +33,11 @@ PRIVATE = {
     "lib": "/var/lib/libvirt",
     "cache": "/var/cache/libvirt",
     "log": "/var/log/libvirt",
+    "images": "/var/lib/vmigrate/images",
 }
+#: Where a bed's guests keep their disks: the same path on every daemon, a different directory
+#: on each (local disks, as on hosts without shared storage).
+IMAGES_DIR = "/var/lib/vmigrate/images"
 #: Where each daemon's QEMU writes a guest's serial console: the same path on every daemon, a
 #: different file on each (it lies in the daemon's private /var/lib/libvirt).
 CONSOLE_DIR = "/var/lib/libvirt/consoles"
@@ -131,12 +135,18 @@ class Daemon:
     def worker_options(self) -> tuple[list[str], dict[str, str]]:
         """The arguments and settings of the vmigrate worker beside this daemon."""
         args = ["--driver", "libvirt", "--libvirt-uri", self.uri]
+        roots = ("/boot", str(self.root.parent), CONSOLE_DIR, IMAGES_DIR)
         env = {
+            "VMIGRATE_STORAGE_ROOTS": ":".join(roots),
             "VMIGRATE_MIGRATION_ADDRESS": self.address,
             "VMIGRATE_MIGRATION_PORT_MIN": str(self.ports.start),
             "VMIGRATE_MIGRATION_PORT_MAX": str(self.ports.stop - 1),
         }
         return args, env
+
+    def image_file(self, name: str) -> Path:
+        """Where this daemon sees ``IMAGES_DIR/name`` (its private directory, seen from here)."""
+        return self.root / "images" / name
 
     def console_file(self, guest: str) -> Path:
         """Where this daemon's QEMU writes ``guest``'s console (``CONSOLE_DIR`` seen from here)."""

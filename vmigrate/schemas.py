@@ -10,6 +10,7 @@ from tasks.bounds import (
     DEFAULT_MAX_XML_BYTES,
     MAX_BANDWIDTH_MIBPS,
     MAX_ID_LENGTH,
+    MAX_MIGRATE_DISKS,
     MAX_PRIORITY,
     MIN_PRIORITY,
 )
@@ -35,6 +36,13 @@ class MigrationFields(BaseModel):
     not_before: str | None = Field(default=None, alias="not-before")
     deadline: str | None = None
     flags: list[str] = Field(default_factory=list, max_length=16)
+    migrate_disks: list[str] | None = Field(
+        default=None,
+        alias="migrate-disks",
+        max_length=MAX_MIGRATE_DISKS,
+        description="with copy-storage-all/-inc: the disk targets to copy (default: every "
+        "writable disk)",
+    )
 
 
 #: The request body: the fields above and one boolean per migration flag.
@@ -66,6 +74,7 @@ def request_from(body: MigrationFields) -> Any:
         xml=body.xml,
         flags=flags,
         bandwidth=body.bandwidth,
+        migrate_disks=body.migrate_disks,
         id=body.id,
         priority=body.priority,
         window=body.window,

@@ -17,8 +17,8 @@ from workers import safexml
 ROOT = "vmigrate-migration"
 #: Mandatory features this implementation understands, by the phase that may receive them.
 ACCEPTED_FEATURES: dict[str, frozenset[str]] = {
-    "prepare": frozenset({"lockstate"}),
-    "perform": frozenset(),
+    "prepare": frozenset({"lockstate", "nbd"}),
+    "perform": frozenset({"nbd"}),
     "finish": frozenset({"persistent"}),
     "confirm": frozenset(),
 }
@@ -34,6 +34,61 @@ class SameHost(CookieRejected):
 
 
 @dataclass(frozen=True)
+class CookieDisk:
+    """A disk a storage migration copies: what the destination needs to create its image."""
+
+    target: str
+    capacity: int  # virtual size in bytes
+    format: str
+    backing: str | None = None  # --copy-storage-inc: the backing file that must be there
+    backing_format: str | None = None
+
+
+@dataclass(frozen=True)
+class Nbd:
+    """libvirt's ``<nbd>`` cookie element: Begin lists the disks to copy; Prepare adds the NBD
+    server they are copied to. A cookie with it names the mandatory feature ``nbd``, so a
+    receiver that cannot copy storage refuses it instead of ignoring the disks."""
+
+    disks: tuple[CookieDisk, ...]
+    host: str | None = None
+    port: int | None = None
+
+    def to_element(self, parent: etree._Element) -> None:
+        nbd = etree.SubElement(parent, "nbd")
+        if self.host is not None and self.port is not None:
+            nbd.set("host", self.host)
+            nbd.set("port", str(self.port))
+        for disk in self.disks:
+            el = etree.SubElement(
+                nbd, "disk", target=disk.target, capacity=str(disk.capacity), format=disk.format
+            )
+            if disk.backing:
+                el.set("backing", disk.backing)
+                el.set("backing-format", disk.backing_format or "raw")
+
+    @classmethod
+    def from_element(cls, nbd: etree._Element) -> Nbd:
+        try:
+            disks = tuple(
+                CookieDisk(
+                    d.get("target", ""),
+                    int(d.get("capacity", "")),
+                    d.get("format", "raw"),
+                    d.get("backing"),
+                    d.get("backing-format"),
+                )
+                for d in nbd.findall("disk")
+            )
+            port = int(nbd.get("port", "")) if nbd.get("port") else None
+        except ValueError:
+            raise CookieRejected(
+                "migration cookie's <nbd> has a non-integer size or port"
+            ) from None
+        return cls(disks, nbd.get("host"), port)
+
+
+@dataclass(frozen=True)
 class Cookie:
     name: str
     uuid: str | None
@@ -44,16 +99,21 @@ class Cookie:
     #: How the sender's libvirt daemon is reached by its peer (the libvirt driver's Begin and
     #: Prepare cookies); an optional element, which older readers ignore.
     daemon_uri: str | None = None
+    #: Storage migration's disks and NBD server (mandatory feature ``nbd``).
+    nbd: Nbd | None = None
 
     def to_xml(self) -> str:
         root = etree.Element(ROOT)
         for tag in ("name", "uuid", "hostname", "hostuuid"):
             if getattr(self, tag) is not None:
                 etree.SubElement(root, tag).text = getattr(self, tag)
-        for feature in self.features:
+        features = (*self.features, "nbd") if self.nbd else self.features
+        for feature in features:
             etree.SubElement(root, "feature", name=feature)
         if self.daemon_uri:
             etree.SubElement(root, "daemon-uri").text = self.daemon_uri
+        if self.nbd:
+            self.nbd.to_element(root)
         if self.statistics:
             stats = etree.SubElement(root, "statistics")
             for key, value in sorted(self.statistics.items()):
@@ -85,9 +145,12 @@ def parse_cookie(text: str) -> Cookie:
         uuid=(root.findtext("uuid") or "").strip() or None,
         hostname=_text(root, "hostname"),
         hostuuid=_text(root, "hostuuid"),
-        features=tuple(f.get("name", "") for f in root.findall("feature")),
+        features=tuple(
+            n for f in root.findall("feature") if (n := f.get("name", "")) and n != "nbd"
+        ),
         statistics=stats,
         daemon_uri=(root.findtext("daemon-uri") or "").strip() or None,
+        nbd=Nbd.from_element(nbd) if (nbd := root.find("nbd")) is not None else None,
     )
 
 
@@ -123,7 +186,7 @@ def validate_cookie(
     if cookie.hostuuid == local_host_uuid:
         raise SameHost(f"attempt to migrate guest to the same host {cookie.hostuuid}")
     accepted = ACCEPTED_FEATURES.get(phase, frozenset())
-    for feature in cookie.features:
+    for feature in (*cookie.features, *(("nbd",) if cookie.nbd else ())):
         if feature not in accepted:
             raise CookieRejected(f"unsupported migration cookie feature {feature} in {phase}")
     return cookie

@@ -59,6 +59,7 @@ def build_driver(options: HostOptions, host: str, state_dir: Path) -> Driver:
                 migration_address=settings.migration_address,
                 ports=range(settings.migration_port_min, settings.migration_port_max + 1),
                 host_uuid=options.host_uuid,
+                storage_roots=settings.storage_roots,
                 extra=_driver_extra(options, settings),
             ),
         )
@@ -143,6 +144,7 @@ def run_host_worker(options: HostOptions, home: Path) -> None:
             vcpus=caps.vcpus,
             host_uuid=driver.host_uuid,
             endpoint=driver.endpoint(),
+            copy_storage=caps.copy_storage,
         )
         register(rt.redis, info, rt.settings.host_ttl, alive=False)
         reconcile(context)

@@ -111,7 +111,7 @@ def _cell(home: Path, bed: Any, memory: int, dirty: int) -> tuple[list[dict[str,
     from vmigrate.guest import build_initramfs, find_kernel
     from vmigrate.libvirt_bed import guest_definition
 
-    initrd = home / "initrd.cpio"
+    initrd = home / "daemons" / "initrd.cpio"  # inside the bed's storage roots
     if not initrd.exists():
         build_initramfs(initrd)
     name = f"bench-{memory}-{dirty}"

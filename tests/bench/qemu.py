@@ -153,7 +153,7 @@ def run() -> str:
         os.environ.update(env)
         from tasks.runtime import runtime
 
-        fleet = LocalFleet(env, home)
+        fleet = LocalFleet({**env, "VMIGRATE_STORAGE_ROOTS": f"/boot:{home}"}, home)
         try:
             for host in ("alpha", "bravo"):
                 fleet.start_host(host, "--driver", "qemu", "--memory-mib", "8192", protocols="2,3")

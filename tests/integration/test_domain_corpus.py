@@ -28,7 +28,9 @@ HOSTS = {"corpus-sim": "sim", "corpus-qemu": "qemu"}
 
 @pytest.fixture(scope="module")
 def corpus_hosts(fleet: object) -> Iterator[list[str]]:
-    local = LocalFleet({"VMIGRATE_BROKER_URL": REDIS_URL, **FAST_RECOVERY}, HOME)
+    roots = "/boot:/var/lib/libvirt/images:/srv/iso:/var/log"  # where the corpus keeps files
+    env = {"VMIGRATE_BROKER_URL": REDIS_URL, "VMIGRATE_STORAGE_ROOTS": roots, **FAST_RECOVERY}
+    local = LocalFleet(env, HOME)
     try:
         for host, driver in HOSTS.items():
             local.start_host(host, "--driver", driver, protocols="2,3")

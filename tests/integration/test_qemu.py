@@ -46,7 +46,8 @@ def require_qemu() -> Path:
 def qemu_fleet(fleet, tmp_path_factory):
     kernel = require_qemu()
     initrd = build_initramfs(tmp_path_factory.mktemp("guest") / "initrd.cpio")
-    local = LocalFleet({"VMIGRATE_BROKER_URL": REDIS_URL, **QEMU_ENV}, HOME)
+    roots = {"VMIGRATE_STORAGE_ROOTS": f"/boot:{tmp_path_factory.getbasetemp()}"}
+    local = LocalFleet({"VMIGRATE_BROKER_URL": REDIS_URL, **QEMU_ENV, **roots}, HOME)
     try:
         for host in ("qa", "qb"):
             local.start_host(host, "--driver", "qemu", "--memory-mib", "4096", protocols="2,3")

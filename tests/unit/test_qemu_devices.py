@@ -58,9 +58,15 @@ def test_controllers_at_their_pci_slots():
 def test_the_pty_console_and_a_file_serial_port_in_port_order():
     assert option("-chardev")[:2] == [
         "pty,id=serial0",
-        "file,id=serial1,path=/state/vi/console.log,append=on",  # vmigrate: the domain's file
+        "file,id=serial1,path=/state/vi/console.log,append=on",  # relative: the domain's file
     ]
     assert option("-serial") == ["chardev:serial0", "chardev:serial1"]
+
+
+def test_an_absolute_console_path_is_the_file_qemu_writes_as_libvirt_does():
+    xml = VI.replace("'heartbeat.log'", "'/images/consoles/vi.log'")
+    chardevs = [a for a in build_command(xml, PATHS) if a.startswith("file,")]
+    assert chardevs == ["file,id=serial1,path=/images/consoles/vi.log,append=on"]
 
 
 def test_the_guest_agent_channel_is_a_socket_on_the_virtio_serial_port():

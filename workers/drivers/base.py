@@ -26,6 +26,8 @@ OFFLINE = Flag.OFFLINE
 ABORT_ON_ERROR = Flag.ABORT_ON_ERROR
 AUTO_CONVERGE = Flag.AUTO_CONVERGE
 POSTCOPY = Flag.POSTCOPY
+COPY_STORAGE_ALL = Flag.COPY_STORAGE_ALL
+COPY_STORAGE_INC = Flag.COPY_STORAGE_INC
 
 
 class DriverError(Exception):
@@ -70,6 +72,8 @@ class Capabilities:
     memory_mib: int
     vcpus: int
     offline: bool = True
+    #: Copies local disks with the memory (``--copy-storage-all`` / ``--copy-storage-inc``).
+    copy_storage: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,8 @@ class DomainInfo:
     memory_kib: int
     vcpus: int
     persistent: bool
+    #: Its disks (what ``--migrate-disks`` may name); published since 0.4, absent before.
+    disks: tuple[dict[str, object], ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -89,6 +95,7 @@ class DomainInfo:
             "memory_kib": self.memory_kib,
             "vcpus": self.vcpus,
             "persistent": self.persistent,
+            "disks": list(self.disks),
         }
 
 
@@ -104,6 +111,8 @@ class MigrationJob:
     dname: str | None = None
     flags: frozenset[str] = frozenset()
     bandwidth_mibps: int | None = None
+    #: Disks (by target) to copy with ``copy_storage_*``; empty: every writable disk.
+    migrate_disks: tuple[str, ...] = ()
 
     @property
     def dest_name(self) -> str:

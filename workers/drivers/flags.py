@@ -19,6 +19,8 @@ class Flag(StrEnum):
     AUTO_CONVERGE = "auto_converge"
     ABORT_ON_ERROR = "abort_on_error"
     POSTCOPY = "postcopy"
+    COPY_STORAGE_ALL = "copy_storage_all"
+    COPY_STORAGE_INC = "copy_storage_inc"
 
     @property
     def option(self) -> str:
@@ -39,7 +41,14 @@ MEANING: dict[Flag, str] = {
     Flag.AUTO_CONVERGE: "throttle the guest's vCPUs if the copy does not converge",
     Flag.ABORT_ON_ERROR: "abort the migration on an I/O error during it",
     Flag.POSTCOPY: "allow switching to post-copy when pre-copy cannot converge (needs --live)",
+    Flag.COPY_STORAGE_ALL: "copy the disks with the memory: local disks, not shared storage "
+    "(VIR_MIGRATE_NON_SHARED_DISK)",
+    Flag.COPY_STORAGE_INC: "copy only each disk's top image; the backing files are already on the "
+    "destination (VIR_MIGRATE_NON_SHARED_INC)",
 }
+
+#: The flags that copy disks (storage migration); at most one of them.
+COPY_STORAGE = frozenset({Flag.COPY_STORAGE_ALL, Flag.COPY_STORAGE_INC})
 
 #: Every flag name vmigrate accepts.
 KNOWN = frozenset(Flag)

@@ -33,6 +33,7 @@ class DriverSettings:
     migration_address: str
     ports: range
     host_uuid: str | None = None
+    storage_roots: tuple[str, ...] = ()
     #: Driver-specific values by name (the sim's link_mibps and time_scale, QEMU's and
     #: libvirt's completion_timeout_per_gib, libvirt's libvirt_uri and libvirt_peer_uri); a
     #: driver takes those it knows.
@@ -48,6 +49,7 @@ class DriverSettings:
             "migration_address": self.migration_address,
             "ports": self.ports,
             "host_uuid": self.host_uuid,
+            "storage_roots": self.storage_roots,
         }
 
 

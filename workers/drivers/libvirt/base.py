@@ -19,6 +19,7 @@ from typing import Any
 from lxml import etree
 
 from workers import domxml, safexml
+from workers.disks import disks_in_xml
 from workers.drivers.base import (
     Capabilities,
     DomainConflict,
@@ -67,6 +68,7 @@ def libvirt_error(exc: Exception, what: str) -> DriverError:
 
 class LibvirtBase(HostDriver):
     NAME = "libvirt"
+    COPIES_STORAGE = True
     SUPPORTED = frozenset({3})
     CHANGES_OUTSIDE = True
     config: LibvirtConfig
@@ -110,7 +112,13 @@ class LibvirtBase(HostDriver):
 
     def capabilities(self) -> Capabilities:
         _, memory_mib, cpus, *_ = self.conn().getInfo()
-        return Capabilities(self.NAME, self.config.protocols & self.SUPPORTED, memory_mib, cpus)
+        return Capabilities(
+            self.NAME,
+            self.config.protocols & self.SUPPORTED,
+            memory_mib,
+            cpus,
+            copy_storage=self.COPIES_STORAGE,
+        )
 
     # Domains ---------------------------------------------------------------------------------
     def lookup(self, name: str) -> Any:
@@ -137,7 +145,10 @@ class LibvirtBase(HostDriver):
     def _as_info(self, dom: Any) -> DomainInfo:
         _, max_kib, _, vcpus, _ = dom.info()
         state = self.state_of(dom)
-        return DomainInfo(dom.name(), dom.UUIDString(), state, max_kib, vcpus, dom.isPersistent())
+        disks = tuple(d.as_dict() for d in disks_in_xml(dom.XMLDesc(0)))
+        return DomainInfo(
+            dom.name(), dom.UUIDString(), state, max_kib, vcpus, dom.isPersistent(), disks
+        )
 
     def _current_state(self, name: str) -> DomainState:
         return self.state_of(self.lookup(name))
@@ -156,6 +167,7 @@ class LibvirtBase(HostDriver):
 
     def define(self, xml: str) -> DomainInfo:
         parsed = domxml.parse_domain(xml, assign_uuid=True)  # bounded and entity-free
+        self._check_host_paths(parsed.xml, "define")
         conn = self.conn()
         same = self.find_uuid(conn, parsed.uuid)
         if same is not None and same.name() != parsed.name:

@@ -38,6 +38,7 @@ class LibvirtDestination(LibvirtBase):
             if known and known["status"] == "prepared":
                 return PrepareResult(known["uri"], known["cookie"])
             dom = domxml.parse_domain(domxml.renamed(dom_xml, job.dest_name))
+            self._check_host_paths(dom.xml, "Prepare")
             source = self._check_cookie(cookie, "prepare", job.domain, dom.uuid)
             existed = self._check_conflicts_here(dom, job.migration_id)
             if OFFLINE not in job.flags:  # nothing will run here yet

@@ -22,6 +22,8 @@ FLAG_NAMES: dict[Flag, str] = {
     Flag.AUTO_CONVERGE: "VIR_MIGRATE_AUTO_CONVERGE",
     Flag.ABORT_ON_ERROR: "VIR_MIGRATE_ABORT_ON_ERROR",
     Flag.POSTCOPY: "VIR_MIGRATE_POSTCOPY",
+    Flag.COPY_STORAGE_ALL: "VIR_MIGRATE_NON_SHARED_DISK",
+    Flag.COPY_STORAGE_INC: "VIR_MIGRATE_NON_SHARED_INC",
 }
 #: Always set: the source daemon runs the protocol against the destination daemon.
 ALWAYS = ("VIR_MIGRATE_PEER2PEER",)

@@ -32,6 +32,7 @@ class QemuConfig(HostConfig):
 class QemuBase(HostDriver):
     NAME = "qemu"
     SUPPORTED = frozenset({2, 3})
+    COPIES_STORAGE = True
     config: QemuConfig
 
     def _paths(self, name: str) -> cmdline.Paths:
@@ -57,12 +58,14 @@ class QemuBase(HostDriver):
     # Domain management -------------------------------------------------------------------
     def _validate(self, dom: domxml.Domain) -> None:
         cmdline.validate(dom.xml)
+        self._check_host_paths(dom.xml, "define")
 
     def start(self, name: str) -> DomainInfo:
         with self.state.change():
             dom = self._domain(name)
             if self._current_state(name) != "shutoff":
                 raise DriverError(f"domain '{name}' is already active", "DOMAIN_ACTIVE")
+            self._check_host_paths(dom["xml"], "start")
             self._check_room(dom["memory_kib"])
             paths = self._launch(name, dom["xml"], incoming=False)
             qmp.execute(paths.qmp, "cont")

@@ -200,12 +200,11 @@ def _devices(root: etree._Element, paths: Paths) -> list[str]:
         driver = disk.find("driver")
         fmt = "raw" if driver is None else driver.get("type", "raw")
         ident = _escape(target.get("dev", f"vd{index}"))
-        readonly = ",readonly=on" if disk.find("readonly") is not None else ""
         boot = devices.boot_index(root, "hd") if index == 0 else ""
         args += [
-            "-drive",
-            f"file={_escape(source.get('file', ''))},format={fmt},if=none,"
-            f"id=drive-{ident}{readonly}",
+            *devices.disk_nodes(
+                source.get("file", ""), fmt, ident, disk.find("readonly") is not None
+            ),
             "-device",
             devices.disk_device(disk, ident, sata_units, boot),
         ]

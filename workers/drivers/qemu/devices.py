@@ -12,6 +12,7 @@ is a pure function of the XML. Pure functions over the parsed definition.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -140,6 +141,30 @@ def implied_controller_missing(root: Element, kind: str) -> bool:
     return any(d.get("bus") == "sata" for d in root.iterfind("devices/disk/target"))
 
 
+def disk_nodes(path: str, fmt: str, ident: str, readonly: bool) -> list[str]:
+    """A disk's two block nodes, as libvirt writes them since 5.x (``-blockdev``, not ``-drive``):
+    the file, and the format node the device uses, named ``drive-IDENT``. Storage migration
+    needs named nodes: the destination exports the format node over NBD, and a ``-drive``
+    node cannot be exported while the incoming QEMU waits."""
+    if "\n" in path or "\0" in path:
+        raise Unsupported("paths and values must not contain newlines")
+    storage: dict[str, object] = {"driver": "file", "filename": path, "node-name": f"file-{ident}"}
+    fmt_node: dict[str, object] = {
+        "node-name": f"drive-{ident}",
+        "driver": fmt,
+        "file": f"file-{ident}",
+    }
+    if readonly:
+        storage["read-only"] = True
+        fmt_node["read-only"] = True
+    return [
+        "-blockdev",
+        json.dumps(storage, separators=(",", ":")),
+        "-blockdev",
+        json.dumps(fmt_node, separators=(",", ":")),
+    ]
+
+
 def disk_device(disk: Element, ident: str, sata_unit: int, boot: str) -> str:
     """The ``-device`` of a disk: virtio-blk on the PCI bus, or an AHCI (SATA) drive."""
     target = disk.find("target")
@@ -183,8 +208,10 @@ def _serial_port(serial: Element) -> int:
 
 
 def serials(root: Element, state_dir: Path, escape: EscapeFn) -> list[str]:
-    """Serial ports in port order: a file (the first in the domain's ``console.log``, others in
-    ``serial-PORT.log``) or a pty. The console (``<console>``) is the first serial port."""
+    """Serial ports in port order: a file or a pty. A file's absolute ``<source path>`` is used
+    as libvirt uses it (the driver has checked it lies inside the storage roots); a relative or
+    missing one is kept in the domain's directory (the first as ``console.log``, others as
+    ``serial-PORT.log``). The console (``<console>``) is the first serial port."""
     ports = sorted(root.findall("devices/serial"), key=_serial_port)
     args: list[str] = []
     files = 0
@@ -193,7 +220,9 @@ def serials(root: Element, state_dir: Path, escape: EscapeFn) -> list[str]:
         if kind == "file":
             name = "console.log" if files == 0 else f"serial-{index}.log"
             files += 1
-            path = escape(str(state_dir / name))
+            source = serial.find("source")
+            given = source.get("path", "") if source is not None else ""
+            path = escape(given if given.startswith("/") else str(state_dir / name))
             chardev = f"file,id=serial{index},path={path},append=on"
         elif kind == "pty":
             chardev = f"pty,id=serial{index}"

@@ -16,3 +16,5 @@ class HostConfig:
     migration_address: str = "127.0.0.1"
     ports: range = range(49152, 49216)
     host_uuid: str | None = None
+    #: Where the domains' host files may live (workers/host_paths.py).
+    storage_roots: tuple[str, ...] = ()

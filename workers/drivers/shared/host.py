@@ -11,9 +11,11 @@ import abc
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from workers import domxml
-from workers.cookie import Cookie, CookieRejected, validate_cookie
+from workers import domxml, safexml
+from workers.cookie import Cookie, CookieDisk, CookieRejected, Nbd, validate_cookie
+from workers.disks import Disk, DiskSelectionError, disks_in_xml, disks_to_copy
 from workers.drivers.base import (
+    COPY_STORAGE_INC,
     OFFLINE,
     UNDEFINE_SOURCE,
     BeginResult,
@@ -29,8 +31,10 @@ from workers.drivers.base import (
     NoCapacity,
     TransferStatus,
 )
+from workers.drivers.flags import COPY_STORAGE
 from workers.drivers.shared.config import HostConfig
 from workers.drivers.shared.state import HostState
+from workers.host_paths import check_host_paths
 from workers.safexml import XMLRejected
 
 
@@ -39,6 +43,8 @@ class HostDriver(Driver):
     NAME: ClassVar[str]
     #: The protocol versions this driver can run at all (a host may offer fewer).
     SUPPORTED: ClassVar[frozenset[int]] = frozenset({1, 2, 3})
+    #: The driver copies local disks with the memory (``--copy-storage-all``/``-inc``).
+    COPIES_STORAGE: ClassVar[bool] = False
 
     def __init__(self, config: HostConfig) -> None:
         self.config = config
@@ -47,7 +53,13 @@ class HostDriver(Driver):
     # Facts -----------------------------------------------------------------------------------
     def capabilities(self) -> Capabilities:
         protocols = self.config.protocols & self.SUPPORTED
-        return Capabilities(self.NAME, protocols, self.config.memory_mib, self.config.vcpus)
+        return Capabilities(
+            self.NAME,
+            protocols,
+            self.config.memory_mib,
+            self.config.vcpus,
+            copy_storage=self.COPIES_STORAGE,
+        )
 
     @property
     def host_uuid(self) -> str:
@@ -71,7 +83,15 @@ class HostDriver(Driver):
     def _info(self, name: str) -> DomainInfo:
         d = self.state.domains[name]
         d["state"] = self._current_state(name)
-        return DomainInfo(name, d["uuid"], d["state"], d["memory_kib"], d["vcpus"], d["persistent"])
+        return DomainInfo(
+            name,
+            d["uuid"],
+            d["state"],
+            d["memory_kib"],
+            d["vcpus"],
+            d["persistent"],
+            tuple(d.get("disks", ())),
+        )
 
     def _domain(self, name: str) -> dict[str, Any]:
         if name not in self.state.domains:
@@ -88,10 +108,17 @@ class HostDriver(Driver):
             "memory_kib": dom.memory_kib,
             "vcpus": dom.vcpus,
             "persistent": persistent,
+            "disks": [disk.as_dict() for disk in disks_in_xml(dom.xml)],
         }
 
     # Cookies ---------------------------------------------------------------------------------
-    def _cookie(self, name: str, uuid: str | None, stats: dict[str, int] | None = None) -> str:
+    def _cookie(
+        self,
+        name: str,
+        uuid: str | None,
+        stats: dict[str, int] | None = None,
+        nbd: Nbd | None = None,
+    ) -> str:
         return Cookie(
             name,
             uuid,
@@ -99,7 +126,28 @@ class HostDriver(Driver):
             self.host_uuid,
             statistics=stats or {},
             daemon_uri=self._daemon_uri(),
+            nbd=nbd,
         ).to_xml()
+
+    # Storage migration -----------------------------------------------------------------------
+    def _storage_to_copy(self, job: MigrationJob, xml: str) -> Nbd | None:
+        """Begin of a storage migration: the disks it copies, described as the destination
+        must create them (None without ``copy_storage_*``)."""
+        if not job.flags & COPY_STORAGE:
+            return None
+        try:
+            disks = disks_to_copy(disks_in_xml(xml), job.migrate_disks)
+        except DiskSelectionError as exc:
+            raise DriverError(str(exc), exc.code) from None
+        return Nbd(self._describe_disks(job, disks, COPY_STORAGE_INC in job.flags))
+
+    def _describe_disks(
+        self, job: MigrationJob, disks: list[Disk], incremental: bool
+    ) -> tuple[CookieDisk, ...]:
+        """Each disk's virtual size, format and (``incremental``) backing file."""
+        raise DriverError(
+            f"the {self.NAME} driver cannot copy storage", "STORAGE_MIGRATION_UNSUPPORTED"
+        )
 
     def _daemon_uri(self) -> str | None:
         """How a peer reaches this host's hypervisor daemon, if it has one (libvirt)."""
@@ -161,12 +209,15 @@ class HostDriver(Driver):
             if check is not None:
                 check(dom["xml"])
             xml = dom["xml"] if xmlin is None else self._abi_stable(dom["xml"], xmlin)
+            nbd = self._storage_to_copy(job, dom["xml"])
         except (DriverError, ValueError):
             out["ended"] = True
             raise
+        if nbd is not None:
+            out["copy_disks"] = [d.target for d in nbd.disks]
         result: dict[str, Any] = {
             "xml": xml,
-            "cookie": self._cookie(job.domain, dom["uuid"]),
+            "cookie": self._cookie(job.domain, dom["uuid"], nbd=nbd),
             "state": state or dom["state"],
         }
         out.update(begin=result, xml=xml)
@@ -271,11 +322,11 @@ class HostDriver(Driver):
 
     def _prepared_ports(self) -> set[int]:
         """Ports that this host's prepared migrations hold."""
-        return {
-            j["port"]
-            for j in self.state.incoming.values()
-            if j.get("port") and j["status"] == "prepared"
-        }
+        held = set()
+        for j in self.state.incoming.values():
+            if j["status"] == "prepared":
+                held |= {p for p in (j.get("port"), j.get("nbd_port")) if p}
+        return held
 
     # libvirt's checks before it takes a domain ------------------------------------------------
     def _check_conflicts(self, name: str, uuid: str | None, migration_id: str) -> None:
@@ -300,6 +351,11 @@ class HostDriver(Driver):
     # Domain management -------------------------------------------------------------------
     def _validate(self, dom: domxml.Domain) -> None:
         """What this driver refuses in a definition (by element name), before anything is kept."""
+
+    def _check_host_paths(self, xml: str, where: str) -> None:
+        """Refuse a definition naming host files outside the storage roots (a driver whose
+        hypervisor opens them calls this at define, start and Prepare)."""
+        check_host_paths(safexml.parse(xml, "domain XML"), self.config.storage_roots, where)
 
     def define(self, xml: str) -> DomainInfo:
         dom = domxml.parse_domain(xml, assign_uuid=True)
