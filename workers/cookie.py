@@ -107,7 +107,9 @@ class Cookie:
         for tag in ("name", "uuid", "hostname", "hostuuid"):
             if getattr(self, tag) is not None:
                 etree.SubElement(root, tag).text = getattr(self, tag)
-        features = (*self.features, "nbd") if self.nbd else self.features
+        features = self.features
+        if self.nbd and "nbd" not in features:
+            features = (*features, "nbd")
         for feature in features:
             etree.SubElement(root, "feature", name=feature)
         if self.daemon_uri:
@@ -145,9 +147,7 @@ def parse_cookie(text: str) -> Cookie:
         uuid=(root.findtext("uuid") or "").strip() or None,
         hostname=_text(root, "hostname"),
         hostuuid=_text(root, "hostuuid"),
-        features=tuple(
-            n for f in root.findall("feature") if (n := f.get("name", "")) and n != "nbd"
-        ),
+        features=tuple(f.get("name", "") for f in root.findall("feature")),
         statistics=stats,
         daemon_uri=(root.findtext("daemon-uri") or "").strip() or None,
         nbd=Nbd.from_element(nbd) if (nbd := root.find("nbd")) is not None else None,
@@ -186,7 +186,7 @@ def validate_cookie(
     if cookie.hostuuid == local_host_uuid:
         raise SameHost(f"attempt to migrate guest to the same host {cookie.hostuuid}")
     accepted = ACCEPTED_FEATURES.get(phase, frozenset())
-    for feature in (*cookie.features, *(("nbd",) if cookie.nbd else ())):
+    for feature in {*cookie.features, *(("nbd",) if cookie.nbd else ())}:
         if feature not in accepted:
             raise CookieRejected(f"unsupported migration cookie feature {feature} in {phase}")
     return cookie
