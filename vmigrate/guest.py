@@ -149,6 +149,8 @@ def guest_xml(
     domain_type: str = "qemu",
     console: str = "console.log",
     network: bool = True,
+    disk: str | None = None,
+    disk_format: str = "qcow2",
 ) -> str:
     """The guest's definition. ``console``: the serial console's file (the QEMU driver keeps a
     relative one in the domain's directory; libvirt needs an absolute path). ``network``: a
@@ -156,7 +158,12 @@ def guest_xml(
     nic = """
     <interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/></interface>"""
     nic = nic if network else ""
+    if disk is not None:  # a data disk the guest writes its records to (vm.disk=data)
+        nic += f"""
+    <disk type='file' device='disk'><driver name='qemu' type='{disk_format}'/>
+      <source file='{disk}'/><target dev='vdb' bus='virtio'/></disk>"""
     cmdline = f"console=ttyS0 quiet panic=-1 vm.fill={fill_mib} vm.dirty={dirty_mib}"
+    cmdline += " vm.disk=data" if disk is not None else ""
     return f"""<domain type='{domain_type}'>
   <name>{name}</name>
   <memory unit='MiB'>{memory_mib}</memory>

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 
 from tasks.runtime import runtime
+from tasks.submission import MigrationRequest, submit
 from tests.conftest import FAST_RECOVERY, HOME, PORT_BASE, REDIS_URL
 from tests.environment import missing_dependency
 from tests.helpers import cli, unique, wait_terminal, wait_until
@@ -392,3 +394,45 @@ def test_a_destination_xml_that_keeps_the_abi_takes_effect_on_the_destination(be
     assert code == 0 and record["state"] == "completed", (record["error"], record["warnings"])
     assert "<title>moved by vmigrate</title>" in bed.daemons["lb"].virsh("dumpxml", name)
     counting_on(bed, "lb", name)
+
+
+def test_copy_storage_all_moves_a_guest_writing_to_its_local_disk(bed: Bed) -> None:
+    """Each daemon sees its own IMAGES_DIR: the same path, a different disk, as on hosts
+    without shared storage. libvirt copies the disk; Prepare created the destination's image."""
+    name = unique("lvdisk")
+    source, dest = bed.daemons["la"], bed.daemons["lb"]
+    image = source.image_file(f"{name}.qcow2")
+    image.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True)
+    disk = f"{libvirt_bed.IMAGES_DIR}/{name}.qcow2"
+    xml = libvirt_bed.guest_definition(name, bed.kernel, bed.initrd, fill_mib=16, disk=disk)
+    path = HOME / f"{name}.xml"
+    path.write_text(xml)
+    source.virsh("define", str(path))
+    source.virsh("start", name)
+
+    def writes(host: str) -> list[int]:
+        found = bed.daemons[host].console_file(name)
+        text = found.read_text(errors="replace") if found.exists() else ""
+        return [int(n) for n in re.findall(r"^W (\d+)$", text, re.M)]
+
+    wait_until(lambda: len(writes("la")) >= 3, f"{name} writing", 90, every=0.3)
+    wait_until(lambda: _listed(bed, "la", name), f"{name} in la's inventory", 20)
+    record = submit(MigrationRequest(name, "la", "lb", flags=["live", "copy_storage_all"]))
+    final = wait_terminal(record.id, timeout=180)
+    assert final.state == "completed", final.error
+    assert bed.running_on(name) == ["lb"]
+    assert final.progress.get("disk_total", 0) > 0, final.progress
+    wait_until(lambda: len(writes("lb")) >= 3, f"{name} writing on lb", 60)
+    before, after = writes("la"), writes("lb")
+    joined = sorted(set(before + after))
+    assert joined == list(range(joined[0], joined[-1] + 1)), "no record missing"
+    assert "BAD" not in dest.console_file(name).read_text(errors="replace")
+    dest.virsh("destroy", name)
+    raw = HOME / f"{name}.raw"
+    copy = dest.image_file(f"{name}.qcow2")
+    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(copy), str(raw)], check=True)
+    data = raw.read_bytes()
+    boot_id = HEARTBEAT.findall(source.console_file(name).read_text())[0][0]
+    for i in range(1, before[-1] + 1):
+        assert data[512 * i :].startswith(f"REC {boot_id} {i}\n".encode()), i

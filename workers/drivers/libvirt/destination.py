@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers import domxml
+from workers.disks import disks_in_xml
 from workers.drivers.base import (
     OFFLINE,
     PAUSED,
@@ -23,7 +24,8 @@ from workers.drivers.base import (
     PrepareResult,
     VersionUnsupported,
 )
-from workers.drivers.libvirt import mapping
+from workers.drivers.flags import COPY_STORAGE
+from workers.drivers.libvirt import mapping, storage
 from workers.drivers.libvirt.base import LibvirtBase, cpu_element, libvirt_error
 from workers.drivers.libvirt.binding import libvirt
 from workers.drivers.shared.ports import probe_free_port
@@ -44,6 +46,14 @@ class LibvirtDestination(LibvirtBase):
             if OFFLINE not in job.flags:  # nothing will run here yet
                 self._check_memory(dom.memory_kib, dom.name)
                 self._check_cpu(dom.xml, dom.type)
+            created: list[str] = []
+            if job.flags & COPY_STORAGE:
+                if source.nbd is None:
+                    raise DriverError(
+                        "storage migration: Begin's cookie lists no disks", "COOKIE_REJECTED"
+                    )
+                paths = {d.target: d.path for d in disks_in_xml(dom.xml) if d.path}
+                created = storage.create_images(self.conn(), source.nbd.disks, paths)
             address = self.config.migration_address
             port = probe_free_port(address, self.config.ports, self._prepared_ports())
             host = f"[{address}]" if ":" in address else address
@@ -58,6 +68,7 @@ class LibvirtDestination(LibvirtBase):
                 "uri": uri,
                 "status": "prepared",
                 "existed": existed,
+                "created": created,
                 "source_uri": source.daemon_uri,
                 "cookie": self._cookie(job.domain, dom.uuid),
             }
@@ -183,6 +194,7 @@ class LibvirtDestination(LibvirtBase):
                     dom.undefine()
             except libvirt.libvirtError:
                 pass  # transient: gone with destroy
+        storage.remove_images(self.conn(), inc.get("created", []))
         inc["status"] = "aborted"
 
     def _source_runs(self, inc: dict[str, Any]) -> bool:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from workers.drivers.base import DomainState, MigrationJob
-from workers.drivers.flags import Flag
+from workers.drivers.flags import COPY_STORAGE, Flag
 
 #: vmigrate's flag -> libvirt's VIR_MIGRATE_* flag.
 FLAG_NAMES: dict[Flag, str] = {
@@ -61,6 +61,8 @@ def migration_params(job: MigrationJob, uri: str, dest_xml: str | None) -> dict[
             params["persistent_xml"] = dest_xml
     if job.bandwidth_mibps:
         params["bandwidth"] = int(job.bandwidth_mibps)  # MiB/s, as libvirt's parameter
+    if job.migrate_disks and job.flags & COPY_STORAGE:
+        params["migrate_disks"] = list(job.migrate_disks)
     return params
 
 
@@ -82,6 +84,11 @@ def progress(stats: Mapping[str, Any]) -> dict[str, float]:
         "data_total": float(stats.get("data_total", 0)),
         "data_processed": float(stats.get("data_processed", 0)),
         "data_remaining": float(stats.get("data_remaining", 0)),
+        **{
+            key: float(stats[key])
+            for key in ("disk_total", "disk_processed", "disk_remaining")
+            if key in stats
+        },
         "expected_downtime_ms": float(stats.get("downtime", 0)),
         "percent": max(0.0, min(99.9, 100.0 * (1 - remaining / total))) if total else 0.0,
     }
@@ -94,6 +101,7 @@ def completed_stats(stats: Mapping[str, Any]) -> dict[str, int]:
         "downtime_ms": int(stats.get("downtime", 0)),
         "transferred": int(stats.get("data_processed", stats.get("memory_processed", 0))),
         "iterations": int(stats.get("memory_iteration", 0)),
+        **{key: int(stats[key]) for key in ("disk_total", "disk_processed") if key in stats},
     }
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from workers import domxml
+from workers.cookie import CookieDisk
+from workers.disks import Disk
 from workers.drivers.base import (
     OFFLINE,
     POSTCOPY,
@@ -27,7 +29,7 @@ from workers.drivers.base import (
     MigrationJob,
     TransferStatus,
 )
-from workers.drivers.libvirt import mapping
+from workers.drivers.libvirt import mapping, storage
 from workers.drivers.libvirt.base import LibvirtBase, LibvirtConfig, libvirt_error
 from workers.drivers.libvirt.binding import libvirt
 
@@ -71,9 +73,10 @@ class LibvirtSource(LibvirtBase):
             xml = str(dom.XMLDesc(flags))
             if xmlin is not None:
                 domxml.parse_domain(xmlin)  # bounded and safe; libvirt checks the guest ABI
+            nbd = self._storage_to_copy(job, xml)
             result: dict[str, Any] = {
                 "xml": xmlin if xmlin is not None else xml,
-                "cookie": self._cookie(job.domain, dom.UUIDString()),
+                "cookie": self._cookie(job.domain, dom.UUIDString(), nbd=nbd),
                 "state": state,
             }
             s.outgoing[job.migration_id] = {
@@ -88,6 +91,11 @@ class LibvirtSource(LibvirtBase):
             return BeginResult(**result)
 
     # Perform ---------------------------------------------------------------------------------
+    def _describe_disks(
+        self, job: MigrationJob, disks: list[Disk], incremental: bool
+    ) -> tuple[CookieDisk, ...]:
+        return storage.describe(self.lookup(job.domain), disks, incremental)
+
     def perform(self, job: MigrationJob, cookie: str | None, uri: str) -> None:
         with self.state.change() as s:
             out = s.outgoing.get(job.migration_id)
