@@ -102,6 +102,36 @@ def test_events_can_be_read_from_a_point(api):
             400,
             "UNKNOWN_FLAG",
         ),
+        (  # the sim driver copies no disks: refused at submission, by name
+            "test-token-1",
+            {"domain": "x", "source": "pxa", "destination": "pxb", "copy-storage-all": True},
+            400,
+            "STORAGE_MIGRATION_UNSUPPORTED",
+        ),
+        (
+            "test-token-1",
+            {"domain": "x", "source": "pxa", "destination": "pxb", "migrate-disks": ["vda"]},
+            400,
+            "INVALID_FLAGS",
+        ),
+        (
+            "test-token-1",
+            {
+                "domain": "x",
+                "source": "pxa",
+                "destination": "pxb",
+                "copy-storage-all": True,
+                "copy-storage-inc": True,
+            },
+            400,
+            "INVALID_FLAGS",
+        ),
+        (
+            "test-token-1",
+            {"domain": "x", "source": "pxa", "destination": "pxb", "migrate-disks": ["../x"]},
+            400,
+            "INVALID_REQUEST",
+        ),
         (
             "test-token-1",
             {"domain": "x", "source": "pxa", "destination": "pxb", "xml": "<a><b></a>"},

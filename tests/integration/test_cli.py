@@ -139,6 +139,8 @@ def test_failed_migration_exits_one_with_the_error(fleet):
         (["--to", "p1a"], "SAME_HOST"),
         (["--to", "p1b", "--offline"], "INVALID_FLAGS"),
         (["--to", "p1b", "--postcopy"], "INVALID_FLAGS"),
+        (["--to", "p1b", "--live", "--copy-storage-all"], "STORAGE_MIGRATION_UNSUPPORTED"),
+        (["--to", "p1b", "--migrate-disks", "vda"], "INVALID_FLAGS"),
     ],
 )
 def test_refused_requests_exit_two_and_touch_no_host(fleet, args, code):

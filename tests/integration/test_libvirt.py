@@ -396,43 +396,136 @@ def test_a_destination_xml_that_keeps_the_abi_takes_effect_on_the_destination(be
     counting_on(bed, "lb", name)
 
 
-def test_copy_storage_all_moves_a_guest_writing_to_its_local_disk(bed: Bed) -> None:
-    """Each daemon sees its own IMAGES_DIR: the same path, a different disk, as on hosts
-    without shared storage. libvirt copies the disk; Prepare created the destination's image."""
-    name = unique("lvdisk")
-    source, dest = bed.daemons["la"], bed.daemons["lb"]
-    image = source.image_file(f"{name}.qcow2")
-    image.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(image), "64M"], check=True)
-    disk = f"{libvirt_bed.IMAGES_DIR}/{name}.qcow2"
-    xml = libvirt_bed.guest_definition(name, bed.kernel, bed.initrd, fill_mib=16, disk=disk)
-    path = HOME / f"{name}.xml"
-    path.write_text(xml)
-    source.virsh("define", str(path))
-    source.virsh("start", name)
+class DiskGuest:
+    """A guest defined with virsh on ``la`` that writes records to its data disk, a qcow2 image
+    at the same path on both daemons (each daemon has a private images directory)."""
 
-    def writes(host: str) -> list[int]:
-        found = bed.daemons[host].console_file(name)
+    def __init__(
+        self, bed: Bed, backing: str | None = None, fill: int = 16, data_mib: int = 0
+    ) -> None:
+        self.bed = bed
+        self.name = unique("lvdisk")
+        self.image = f"{self.name}.qcow2"
+        source = bed.daemons["la"]
+        path = source.image_file(self.image)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        base = ["-b", f"{libvirt_bed.IMAGES_DIR}/{backing}", "-F", "raw"] if backing else []
+        qemu_img("create", "-q", "-f", "qcow2", "-u", *base, str(path), "64M")
+        if data_mib:  # data beyond the records, so that the copy takes a while
+            write = f"write -P 7 8M {data_mib}M"
+            subprocess.run(["qemu-io", "-f", "qcow2", "-c", write, str(path)], check=True)
+        disk = f"{libvirt_bed.IMAGES_DIR}/{self.image}"
+        self.xml = libvirt_bed.guest_definition(
+            self.name, bed.kernel, bed.initrd, fill_mib=fill, disk=disk
+        )
+        xml_file = HOME / f"{self.name}.xml"
+        xml_file.write_text(self.xml)
+        source.virsh("define", str(xml_file))
+        source.virsh("start", self.name)
+        wait_until(lambda: len(self.writes("la")) >= 3, f"{self.name} writing", 90, every=0.3)
+        wait_until(lambda: _listed(bed, "la", self.name), f"{self.name} listed", 20)
+
+    def writes(self, host: str) -> list[int]:
+        found = self.bed.daemons[host].console_file(self.name)
         text = found.read_text(errors="replace") if found.exists() else ""
         return [int(n) for n in re.findall(r"^W (\d+)$", text, re.M)]
 
-    wait_until(lambda: len(writes("la")) >= 3, f"{name} writing", 90, every=0.3)
-    wait_until(lambda: _listed(bed, "la", name), f"{name} in la's inventory", 20)
-    record = submit(MigrationRequest(name, "la", "lb", flags=["live", "copy_storage_all"]))
-    final = wait_terminal(record.id, timeout=180)
+    def migrate(self, *flags: str, **options: Any) -> str:
+        request = MigrationRequest(self.name, "la", "lb", flags=["live", *flags], **options)
+        return submit(request).id
+
+    def records_on(self, host: str, upto: int) -> list[int]:
+        daemon = self.bed.daemons[host]
+        raw = HOME / f"{self.name}-{host}.raw"
+        qemu_img("convert", "-U", "-O", "raw", str(daemon.image_file(self.image)), str(raw))
+        data = raw.read_bytes()
+        boot_id = HEARTBEAT.findall(self.bed.daemons["la"].console_file(self.name).read_text())[0][
+            0
+        ]
+        return [
+            i
+            for i in range(1, upto + 1)
+            if data[512 * i :].startswith(f"REC {boot_id} {i}\n".encode())
+        ]
+
+
+def qemu_img(*args: str) -> None:
+    subprocess.run(["qemu-img", *args], check=True, capture_output=True)
+
+
+def test_copy_storage_all_moves_a_guest_writing_to_its_local_disk(bed: Bed) -> None:
+    """The same path, a different disk on each daemon, as on hosts without shared storage:
+    libvirt copies the disk, Prepare created the destination's image."""
+    guest = DiskGuest(bed)
+    final = wait_terminal(guest.migrate("copy_storage_all"), timeout=180)
     assert final.state == "completed", final.error
-    assert bed.running_on(name) == ["lb"]
+    assert bed.running_on(guest.name) == ["lb"]
     assert final.progress.get("disk_total", 0) > 0, final.progress
-    wait_until(lambda: len(writes("lb")) >= 3, f"{name} writing on lb", 60)
-    before, after = writes("la"), writes("lb")
+    wait_until(lambda: len(guest.writes("lb")) >= 3, f"{guest.name} writing on lb", 60)
+    before, after = guest.writes("la"), guest.writes("lb")
     joined = sorted(set(before + after))
     assert joined == list(range(joined[0], joined[-1] + 1)), "no record missing"
-    assert "BAD" not in dest.console_file(name).read_text(errors="replace")
-    dest.virsh("destroy", name)
-    raw = HOME / f"{name}.raw"
-    copy = dest.image_file(f"{name}.qcow2")
-    subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(copy), str(raw)], check=True)
-    data = raw.read_bytes()
-    boot_id = HEARTBEAT.findall(source.console_file(name).read_text())[0][0]
-    for i in range(1, before[-1] + 1):
-        assert data[512 * i :].startswith(f"REC {boot_id} {i}\n".encode()), i
+    dest = bed.daemons["lb"]
+    assert "BAD" not in dest.console_file(guest.name).read_text(errors="replace")
+    dest.virsh("destroy", guest.name)
+    assert guest.records_on("lb", before[-1]) == list(range(1, before[-1] + 1))
+    assert max(guest.records_on("la", after[-1])) <= before[-1] + 1, "the source's disk untouched"
+
+
+def test_copy_storage_inc_over_a_backing_file_both_daemons_have(bed: Bed) -> None:
+    base = f"{unique('base')}.raw"
+    for daemon in bed.daemons.values():
+        path = daemon.image_file(base)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        qemu_img("create", "-q", "-f", "raw", str(path), "64M")
+    guest = DiskGuest(bed, backing=base)
+    final = wait_terminal(guest.migrate("copy_storage_inc"), timeout=180)
+    assert final.state == "completed", final.error
+    wait_until(lambda: len(guest.writes("lb")) >= 3, f"{guest.name} writing on lb", 60)
+    info = subprocess.run(
+        ["qemu-img", "info", "-U", str(bed.daemons["lb"].image_file(guest.image))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"backing file: {libvirt_bed.IMAGES_DIR}/{base}" in info, info
+    bed.daemons["lb"].virsh("destroy", guest.name)
+
+
+def test_cancel_during_the_disk_copy_removes_the_created_image(bed: Bed) -> None:
+    guest = DiskGuest(bed, data_mib=48)
+    migration = guest.migrate("copy_storage_all", bandwidth=8)
+    wait_until(
+        lambda: (runtime().store.get(migration).progress or {}).get("disk_processed", 0) > 2**22,
+        "copying the disk",
+        120,
+        every=0.2,
+    )
+    assert cli(ENV, HOME, "cancel", migration).returncode == 0
+    final = wait_terminal(migration, timeout=60)
+    assert final.state == "cancelled", (final.state, final.error)
+    assert bed.running_on(guest.name) == ["la"]
+    assert not bed.daemons["lb"].image_file(guest.image).exists(), "Prepare's image removed"
+    writes = len(guest.writes("la"))
+    wait_until(lambda: len(guest.writes("la")) > writes, "the guest writing on", 30)
+    again = wait_terminal(guest.migrate("copy_storage_all"), timeout=180)
+    assert again.state == "completed", again.error
+    bed.daemons["lb"].virsh("destroy", guest.name)
+
+
+def test_host_files_outside_the_storage_roots_are_refused_at_define_and_prepare(bed: Bed) -> None:
+    from tasks.errors import VMigrateError
+    from tasks.host_commands import call_host
+
+    outside = libvirt_bed.guest_definition(unique("out"), bed.kernel, bed.initrd, disk="/etc/x")
+    with pytest.raises(VMigrateError) as refused:
+        call_host("la", "define", {"xml": outside})
+    assert refused.value.code == "PATH_OUTSIDE_STORAGE_ROOTS" and "/etc/x" in refused.value.message
+    guest = DiskGuest(bed)
+    defined = bed.daemons["la"].virsh("dumpxml", "--migratable", guest.name)
+    escape = defined.replace(f"{libvirt_bed.IMAGES_DIR}/{guest.image}", "/etc/shadow")
+    record = submit(MigrationRequest(guest.name, "la", "lb", xml=escape, flags=["live"]))
+    final = wait_terminal(record.id, timeout=60)
+    assert final.error and final.error["code"] == "PATH_OUTSIDE_STORAGE_ROOTS", final.error
+    assert bed.running_on(guest.name) == ["la"]
+    bed.daemons["la"].virsh("destroy", guest.name)

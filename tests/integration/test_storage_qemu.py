@@ -53,7 +53,7 @@ def bed(fleet: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
             local.start_host(host, "--driver", "qemu", "--memory-mib", "4096", protocols="3")
         local.wait_ready(runtime().redis, list(HOSTS))
         boot = build_boot_image(base / "boot.template", kernel, initrd, CMDLINE)
-        yield {"base": base, "boot": boot}
+        yield {"base": base, "boot": boot, "fleet": local}
     finally:
         local.stop_all()
         for host in HOSTS:
@@ -247,6 +247,32 @@ def test_cancel_leaves_the_source_on_its_disks_and_a_second_migration_works(bed,
     again = wait_terminal(guest.migrate("copy_storage_all"), timeout=240)
     assert again.state == "completed", again.error
     guest.stop_on("sb")
+
+
+def test_the_source_worker_killed_during_the_disk_copy_and_restarted_completes(bed):
+    """The mirrors go on while the worker is dead; the restarted worker polls them to the end."""
+    guest = Guest(bed)
+    migration = guest.migrate("copy_storage_all", bandwidth=64)  # done within the timeout
+    wait_until(
+        lambda: (runtime().store.get(migration).progress or {}).get("disk_processed", 0) > MIB,
+        "copying the disk",
+        120,
+        every=0.1,
+    )
+    local = bed["fleet"]
+    local.stop("sa", signal.SIGKILL)
+    local.start_host("sa", "--driver", "qemu", "--memory-mib", "4096", protocols="3")
+    final = wait_terminal(migration, timeout=240)
+    assert final.state == "completed", final.error
+    wait_until(lambda: len(guest.writes("sb")) >= 3, "the guest writing on the destination", 60)
+    before, after = guest.writes("sa"), guest.writes("sb")
+    joined = sorted(set(before + after))
+    assert joined == list(range(joined[0], joined[-1] + 1)), "no record missing"
+    assert not guest.running_on("sa")
+    guest.stop_on("sb")
+    assert guest.records(guest.dst / "data.raw", "raw", before[-1]) == list(
+        range(1, before[-1] + 1)
+    )
 
 
 def test_the_destination_qemu_killed_during_the_disk_copy(bed):

@@ -55,9 +55,15 @@ class LibvirtDestination(LibvirtBase):
                 paths = {d.target: d.path for d in disks_in_xml(dom.xml) if d.path}
                 created = storage.create_images(self.conn(), source.nbd.disks, paths)
             address = self.config.migration_address
-            port = probe_free_port(address, self.config.ports, self._prepared_ports())
             host = f"[{address}]" if ":" in address else address
-            uri = f"tcp://{host}:{port}"
+            if job.flags & COPY_STORAGE:
+                # libvirt allocates its NBD server's port from its migration range before it
+                # binds the migration port: with a port chosen here the two may collide, so
+                # libvirt chooses both (a URI without a port), as nova leaves it to libvirt.
+                port, uri = None, f"tcp://{host}"
+            else:
+                port = probe_free_port(address, self.config.ports, self._prepared_ports())
+                uri = f"tcp://{host}:{port}"
             s.incoming[job.migration_id] = {
                 "name": dom.name,
                 "origname": job.domain,

@@ -28,7 +28,14 @@ def describe(dom: Any, disks: list[Disk], incremental: bool) -> tuple[CookieDisk
         capacity = int(dom.blockInfo(disk.target)[0])
         backing = backing_format = None
         if incremental:
-            el = root.find(f"devices/disk[target/@dev='{disk.target}']/backingStore")
+            el = next(
+                (
+                    d.find("backingStore")
+                    for d in root.iterfind("devices/disk")
+                    if d.find("target") is not None and d.find("target").get("dev") == disk.target  # type: ignore[union-attr]
+                ),
+                None,
+            )
             source = el.find("source") if el is not None else None
             if source is not None and source.get("file"):
                 backing = source.get("file")
