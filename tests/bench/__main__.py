@@ -1,4 +1,4 @@
-"""``make bench`` / ``python -m tests.bench [overhead|fleet|qemu|libvirt]``: run benchmarks, print ratios."""
+"""``make bench`` / ``python -m tests.bench [overhead|fleet|qemu|libvirt|storage]``: run benchmarks, print ratios."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import platform
 import signal
 import sys
 
-ALL = ["overhead", "fleet", "qemu", "libvirt"]
+ALL = ["overhead", "fleet", "qemu", "libvirt", "storage"]
 
 
 def _stop_cleanly(signum: int, frame: object) -> None:

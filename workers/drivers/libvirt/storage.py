@@ -45,12 +45,21 @@ def describe(dom: Any, disks: list[Disk], incremental: bool) -> tuple[CookieDisk
     return tuple(found)
 
 
+def _existing_pool(conn: Any, directory: str) -> Any:
+    """An active pool the daemon already has over ``directory`` (an operator's, or libvirt's
+    ``default``): libvirt refuses a second pool on one directory."""
+    for pool in conn.listAllStoragePools(libvirt.VIR_CONNECT_LIST_STORAGE_POOLS_ACTIVE):
+        target = safexml.parse(pool.XMLDesc(0), "storage pool XML").findtext("target/path")
+        if target and os.path.normpath(target) == os.path.normpath(directory):
+            return pool
+    return None
+
+
 def _pool(conn: Any, directory: str) -> Any:
-    """A transient directory pool over ``directory`` (made when missing), refreshed."""
+    """The daemon's pool over ``directory``, or a transient one made for it; refreshed."""
     name = "vmigrate-" + hashlib.sha256(directory.encode()).hexdigest()[:16]
-    try:
-        pool = conn.storagePoolLookupByName(name)
-    except libvirt.libvirtError:
+    pool = _existing_pool(conn, directory)
+    if pool is None:
         xml = (
             f"<pool type='dir'><name>{name}</name><target><path>{_text(directory)}</path>"
             "</target></pool>"
