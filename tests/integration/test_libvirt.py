@@ -11,6 +11,7 @@ different file on each, so each host's console shows what ran there.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -492,12 +493,17 @@ def test_copy_storage_inc_over_a_backing_file_both_daemons_have(bed: Bed) -> Non
     bed.daemons["lb"].virsh("destroy", guest.name)
 
 
-def test_cancel_during_the_disk_copy_removes_the_created_image(bed: Bed) -> None:
-    guest = DiskGuest(bed, data_mib=48)
+@pytest.mark.parametrize("stage", ["disk", "memory"])
+def test_cancel_removes_the_created_image_and_a_second_migration_works(
+    bed: Bed, stage: str
+) -> None:
+    guest = DiskGuest(bed, data_mib=48, fill=64 if stage == "memory" else 16)
     migration = guest.migrate("copy_storage_all", bandwidth=8)
+    # libvirt copies the disks first, then memory
+    key = "disk_processed" if stage == "disk" else "memory_processed"
     wait_until(
-        lambda: (runtime().store.get(migration).progress or {}).get("disk_processed", 0) > 2**22,
-        "copying the disk",
+        lambda: (runtime().store.get(migration).progress or {}).get(key, 0) > 2**22,
+        f"copying the {stage}",
         120,
         every=0.2,
     )
@@ -511,6 +517,26 @@ def test_cancel_during_the_disk_copy_removes_the_created_image(bed: Bed) -> None
     again = wait_terminal(guest.migrate("copy_storage_all"), timeout=180)
     assert again.state == "completed", again.error
     bed.daemons["lb"].virsh("destroy", guest.name)
+
+
+def test_the_destination_qemu_killed_during_the_disk_copy(bed: Bed) -> None:
+    guest = DiskGuest(bed, data_mib=48)
+    migration = guest.migrate("copy_storage_all", bandwidth=8)
+    wait_until(
+        lambda: (runtime().store.get(migration).progress or {}).get("disk_processed", 0) > 2**21,
+        "copying the disk",
+        120,
+        every=0.2,
+    )
+    pidfile = bed.daemons["lb"].root / "run" / "qemu" / f"{guest.name}.pid"
+    os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)  # the incoming QEMU, on lb
+    final = wait_terminal(migration, timeout=90)
+    assert final.state == "failed", (final.state, final.error)
+    assert bed.running_on(guest.name) == ["la"]
+    assert not bed.daemons["lb"].image_file(guest.image).exists(), "Prepare's image removed"
+    writes = len(guest.writes("la"))
+    wait_until(lambda: len(guest.writes("la")) > writes, "the guest writing on", 30)
+    bed.daemons["la"].virsh("destroy", guest.name)
 
 
 def test_host_files_outside_the_storage_roots_are_refused_at_define_and_prepare(bed: Bed) -> None:
