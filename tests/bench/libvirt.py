@@ -74,7 +74,9 @@ def _jobinfo(text: str) -> dict[str, float]:
     return found
 
 
-def _vmigrate_hop(name: str, source: Any, destination: Any) -> dict[str, float]:
+def timed_migration(name: str, source: Any, destination: Any, flags: list[str]) -> Any:
+    """Submit ``name``'s migration as a user would, once the source's inventory lists it running
+    (it follows a virsh hop with the next heartbeat); (seconds to the completed event, record)."""
     import redis
 
     from tasks.registry import read_inventory
@@ -84,7 +86,7 @@ def _vmigrate_hop(name: str, source: Any, destination: Any) -> dict[str, float]:
 
     rt = runtime()
     deadline = time.monotonic() + 30
-    while not any(  # the worker's inventory follows virsh's hop with its next heartbeat
+    while not any(
         d["name"] == name and d["state"] == "running"
         for d in read_inventory(rt.redis, source.name) or []
     ):
@@ -94,12 +96,17 @@ def _vmigrate_hop(name: str, source: Any, destination: Any) -> dict[str, float]:
     events = redis.Redis.from_url(os.environ["VMIGRATE_BROKER_URL"])
     after = _last_event(events)
     began = time.perf_counter()
-    record = submit(MigrationRequest(name, source.name, destination.name, flags=["live"]))
-    state = _wait_event(events, record.id, after, timeout=900)
+    record = submit(MigrationRequest(name, source.name, destination.name, flags=flags))
+    state = _wait_event(events, record.id, after, timeout=1800)
     seconds = time.perf_counter() - began
     final = rt.store.get(record.id)
     if state != b"completed" or final is None:
         raise RuntimeError(f"vmigrate migration {record.id} ended {state!r}: {final}")
+    return seconds, final
+
+
+def _vmigrate_hop(name: str, source: Any, destination: Any) -> dict[str, float]:
+    seconds, final = timed_migration(name, source, destination, ["live"])
     return {
         "seconds": seconds,
         "downtime_ms": float(final.progress.get("downtime_ms", 0)),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.common import private_redis, table, wait_ready
-from tests.bench.libvirt import ORDER, PAUSE
+from tests.bench.libvirt import ORDER, PAUSE, timed_migration
 
 MEMORY = int(os.environ.get("BENCH_STORAGE_MEMORY", "512"))
 DISK = int(os.environ.get("BENCH_STORAGE_DISK", "2048"))
@@ -78,34 +78,7 @@ def _virsh_hop(source: Any, destination: Any) -> dict[str, float]:
 
 
 def _vmigrate_hop(source: Any, destination: Any) -> dict[str, float]:
-    import redis
-
-    from tasks.registry import read_inventory
-    from tasks.runtime import runtime
-    from tasks.submission import MigrationRequest, submit
-    from tests.bench.overhead import _last_event, _wait_event
-
-    rt = runtime()
-    deadline = time.monotonic() + 30
-    while not any(  # the worker's inventory follows virsh's hop with its next heartbeat
-        d["name"] == NAME and d["state"] == "running"
-        for d in read_inventory(rt.redis, source.name) or []
-    ):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{NAME} not in {source.name}'s inventory")
-        time.sleep(0.1)
-    events = redis.Redis.from_url(os.environ["VMIGRATE_BROKER_URL"])
-    after = _last_event(events)
-    began = time.perf_counter()
-    request = MigrationRequest(
-        NAME, source.name, destination.name, flags=["live", "copy_storage_all"]
-    )
-    record = submit(request)
-    state = _wait_event(events, record.id, after, timeout=1800)
-    seconds = time.perf_counter() - began
-    final = rt.store.get(record.id)
-    if state != b"completed" or final is None:
-        raise RuntimeError(f"vmigrate migration {record.id} ended {state!r}: {final}")
+    seconds, final = timed_migration(NAME, source, destination, ["live", "copy_storage_all"])
     return {
         "seconds": seconds,
         "downtime_ms": float(final.progress.get("downtime_ms", 0)),
