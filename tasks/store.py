@@ -26,8 +26,9 @@ _STREAM_ID = re.compile(r"\d{1,20}(-\d{1,20})?")
 
 
 def check_stream_id(value: str) -> str:
-    """An events stream id to read after (``0``, ``1764…-0``); refuses anything else clearly."""
-    if not _STREAM_ID.fullmatch(value):
+    """An events stream id to read after (``0``, ``1764…-0``; each part below 2**64, as Redis
+    reads them); refuses anything else clearly."""
+    if not _STREAM_ID.fullmatch(value) or any(int(p) >= 2**64 for p in value.split("-")):
         raise Refused(
             "INVALID_SINCE",
             f"{value!r} is not an events stream id: give 0, or an id such as 1764580000000-0",

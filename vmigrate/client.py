@@ -18,9 +18,42 @@ TERMINAL = ("completed", "failed", "cancelled", "expired")
 
 
 class APIError(Exception):
+    """An error answer of the API: its HTTP status, its stable ``code`` (``HOST_DOWN``,
+    ``INVALID_FLAGS``...) and its sentence. Raised as the subclass for its status."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(f"{status} {code}: {message}")
         self.status, self.code, self.message = status, code, message
+
+
+class Refused(APIError):
+    """400: the request was refused before any host acted (see ``code``)."""
+
+
+class Unauthorized(APIError):
+    """401: no valid bearer token."""
+
+
+class NotFound(APIError):
+    """404: no such migration or host."""
+
+
+class Conflict(APIError):
+    """409: the id is taken, or the migration is in a state that forbids it."""
+
+
+class InvalidRequest(APIError):
+    """422: the body does not match the request schema."""
+
+
+#: HTTP status -> the error raised for it (others raise ``APIError`` itself).
+ERRORS: dict[int, type[APIError]] = {
+    400: Refused,
+    401: Unauthorized,
+    404: NotFound,
+    409: Conflict,
+    422: InvalidRequest,
+}
 
 
 class Client:
@@ -43,7 +76,8 @@ class Client:
                 return json.loads(response.read())
         except urllib.error.HTTPError as exc:
             error = json.loads(exc.read() or b"{}").get("error", {})
-            raise APIError(
+            kind = ERRORS.get(exc.code, APIError)
+            raise kind(
                 exc.code, error.get("code", "HTTP_ERROR"), error.get("message", "")
             ) from None
 

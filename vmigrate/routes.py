@@ -15,7 +15,7 @@ from tasks.runtime import runtime
 from tasks.store import check_stream_id
 from tasks.submission import submit
 from vmigrate.auth import Auth
-from vmigrate.schemas import EvacuateIn, MigrationIn, request_from
+from vmigrate.schemas import EvacuateIn, MigrationIn, errors, request_from
 
 router = APIRouter()
 
@@ -42,17 +42,30 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/v1/hosts", summary="List hosts with their protocols, driver and liveness")
+@router.get(
+    "/v1/hosts",
+    summary="List hosts with their protocols, driver and liveness",
+    responses=errors(),
+)
 def hosts(_: Auth) -> list[dict[str, Any]]:
     return [h.as_dict() for h in list_hosts(runtime().redis)]
 
 
-@router.post("/v1/migrations", status_code=202, summary="Create a migration")
+@router.post(
+    "/v1/migrations",
+    status_code=202,
+    summary="Create a migration",
+    responses=errors(400, 404, 409),
+)
 def create(body: MigrationIn, _: Auth) -> dict[str, Any]:
     return submit(request_from(body)).public()
 
 
-@router.get("/v1/migrations", summary="List migrations, newest first, with filters")
+@router.get(
+    "/v1/migrations",
+    summary="List migrations, newest first, with filters",
+    responses=errors(),
+)
 def listing(
     _: Auth,
     state: str | None = None,
@@ -67,19 +80,31 @@ def listing(
 
 
 @router.get(
-    "/v1/migrations/{migration_id}", summary="Read one migration (as `vmigrate show --json`)"
+    "/v1/migrations/{migration_id}",
+    summary="Read one migration (as `vmigrate show --json`)",
+    responses=errors(404),
 )
 def read(migration_id: str, _: Auth) -> dict[str, Any]:
     return _record(migration_id)
 
 
-@router.post("/v1/migrations/{migration_id}/cancel", status_code=202, summary="Cancel a migration")
+@router.post(
+    "/v1/migrations/{migration_id}/cancel",
+    status_code=202,
+    summary="Cancel a migration",
+    responses=errors(404, 409),
+)
 def cancel(migration_id: str, _: Auth) -> dict[str, Any]:
     _record(migration_id)
     return request_cancel(migration_id).public()
 
 
-@router.post("/v1/hosts/{host}/evacuate", status_code=202, summary="Evacuate (or drain) a host")
+@router.post(
+    "/v1/hosts/{host}/evacuate",
+    status_code=202,
+    summary="Evacuate (or drain) a host",
+    responses=errors(400, 404),
+)
 def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
     if body.drain:
         evacuation.set_drained(host, True)
@@ -87,7 +112,11 @@ def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
     return JSONResponse(status_code=202, content={"host": host, "migrations": items})
 
 
-@router.get("/v1/events", summary="State changes after a stream id (default: from the start)")
+@router.get(
+    "/v1/events",
+    summary="State changes after a stream id (default: from the start)",
+    responses=errors(400),
+)
 def events(
     _: Auth, since: str = "0", limit: int = Query(default=100, ge=1, le=10000)
 ) -> list[dict[str, Any]]:

@@ -56,6 +56,33 @@ MigrationIn = create_model(  # type: ignore[call-overload]
 )
 
 
+class ErrorDetail(BaseModel):
+    code: str = Field(description="stable and machine-readable, e.g. HOST_DOWN, INVALID_FLAGS")
+    message: str = Field(description="a sentence saying what is wrong")
+
+
+class ErrorOut(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers an operation can give, for its OpenAPI document: every operation can
+    answer 401 (no valid bearer token) and 422 (a parameter or body outside its schema)."""
+    meaning = {
+        400: "refused before any host acted; `code` says why",
+        401: "no valid bearer token (`Authorization: Bearer TOKEN`)",
+        404: "no such migration or host",
+        409: "the id is taken, or the migration's state forbids it",
+        422: "a parameter or the body does not match its schema",
+    }
+    return {
+        status: {"model": ErrorOut, "description": meaning[status]}
+        for status in sorted({401, 422, *statuses})
+    }
+
+
 class EvacuateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from tests.helpers import running_vm
-from vmigrate.client import APIError, Client
+from vmigrate.client import ERRORS, APIError, Client
 
 
 def test_create_read_list_and_show_agree(api):
@@ -58,6 +58,14 @@ def test_events_can_be_read_from_a_point(api):
     client.wait(created["id"])
     later = client.events(since=first[0]["event"] if first else "0", limit=10000)
     assert "completed" in [e["state"] for e in later if e["id"] == created["id"]]
+
+
+@pytest.mark.parametrize("since", ["", "x", "18446744073709551616-0", "1-18446744073709551616"])
+def test_a_bad_events_position_is_a_400_naming_it(api, since):
+    """Found by a fuzzer over the OpenAPI document: a part past Redis's 64 bits was a 500."""
+    with pytest.raises(APIError) as error:
+        Client(api, "test-token-1").events(since=since)
+    assert error.value.status == 400 and error.value.code == "INVALID_SINCE"
 
 
 @pytest.mark.parametrize(
@@ -155,6 +163,7 @@ def test_bad_input_gets_a_clear_4xx(api, token, body, status, code):
     with pytest.raises(APIError) as error:
         Client(api, token)._call("POST", "/v1/migrations", body)
     assert error.value.status == status and error.value.code == code and error.value.message
+    assert isinstance(error.value, ERRORS[status]), "a typed error for each status"
 
 
 def test_unknown_migration_is_404_and_openapi_is_served(api):
@@ -165,3 +174,18 @@ def test_unknown_migration_is_404_and_openapi_is_served(api):
     assert {"/v1/migrations", "/v1/migrations/{migration_id}", "/v1/hosts"} <= set(
         document["paths"]
     )
+
+
+def test_the_openapi_document_describes_the_error_model_and_the_bearer_scheme(api):
+    document = json.loads(urllib.request.urlopen(api + "/openapi.json").read())
+    assert document["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    error = {"$ref": "#/components/schemas/ErrorOut"}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            where = f"{method.upper()} {path}"
+            assert operation.get("security"), f"{where} names the bearer scheme"
+            for status in ("401", "422"):
+                content = operation["responses"][status]["content"]["application/json"]
+                assert content["schema"] == error, (where, status)
+    create = document["paths"]["/v1/migrations"]["post"]["responses"]
+    assert {"202", "400", "404", "409"} <= set(create)
