@@ -12,7 +12,7 @@ from tasks.cancel import request_cancel
 from tasks.errors import VMigrateError
 from tasks.registry import list_hosts
 from tasks.runtime import runtime
-from tasks.store import check_stream_id
+from tasks.store import STREAM_ID_PATTERN, check_stream_id
 from tasks.submission import submit
 from vmigrate.auth import Auth
 from vmigrate.schemas import EvacuateIn, MigrationIn, errors, request_from
@@ -118,7 +118,13 @@ def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
     responses=errors(400),
 )
 def events(
-    _: Auth, since: str = "0", limit: int = Query(default=100, ge=1, le=10000)
+    _: Auth,
+    since: str = Query(
+        default="0",
+        pattern=STREAM_ID_PATTERN,
+        description="a stream id (`0`: from the start); each part below 2**64",
+    ),
+    limit: int = Query(default=100, ge=1, le=10000),
 ) -> list[dict[str, Any]]:
     after = check_stream_id(since)
     found: list[Any] = runtime().redis.xread({keys.events(): after}, count=limit) or []  # type: ignore[assignment]
