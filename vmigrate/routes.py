@@ -12,7 +12,7 @@ from tasks.cancel import request_cancel
 from tasks.errors import VMigrateError
 from tasks.registry import list_hosts
 from tasks.runtime import runtime
-from tasks.store import STREAM_ID_PATTERN, check_stream_id
+from tasks.store import check_stream_id
 from tasks.submission import submit
 from vmigrate.auth import Auth
 from vmigrate.schemas import EvacuateIn, MigrationIn, errors, request_from
@@ -121,8 +121,8 @@ def events(
     _: Auth,
     since: str = Query(
         default="0",
-        pattern=STREAM_ID_PATTERN,
-        description="a stream id (`0`: from the start); each part below 2**64",
+        description="a stream id (`0`: from the start, or `MS-SEQ` as events carry it), each "
+        "part below 2**64; anything else is a 400 `INVALID_SINCE`, as with the CLI",
     ),
     limit: int = Query(default=100, ge=1, le=10000),
 ) -> list[dict[str, Any]]:

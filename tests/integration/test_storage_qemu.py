@@ -320,6 +320,26 @@ def test_disks_outside_the_storage_roots_are_refused_at_define_and_at_prepare(be
         outside.unlink()
 
 
+def test_through_the_rest_api_a_destination_xml_naming_a_host_file_is_refused(bed, api):
+    """The reported hole: an API client's destination XML made the destination's root QEMU
+    open an arbitrary host file as the guest's disk. Now Prepare refuses it, and the guest,
+    copied with the API's own option names, stays where it runs."""
+    from vmigrate.client import Client
+
+    guest = Guest(bed)
+    escape = guest.dest_xml().replace(str(guest.dst / "data.raw"), "/etc/passwd")
+    client = Client(api, "test-token-1")
+    created = client.migrate(
+        guest.name, "sa", "sb", xml=escape, live=True, **{"copy-storage-all": True}
+    )
+    final = client.wait(created["id"], timeout=120)
+    assert final["state"] == "failed", final
+    assert final["error"]["code"] == "PATH_OUTSIDE_STORAGE_ROOTS"
+    assert "/etc/passwd" in final["error"]["message"]
+    assert guest.running_on("sa") and not guest.running_on("sb")
+    guest.stop_on("sa")
+
+
 def test_without_a_copy_flag_a_disk_the_destination_lacks_is_named(bed):
     guest = Guest(bed)
     final = wait_terminal(guest.migrate(), timeout=60)
