@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 from workers import domxml
-from workers.disks import disks_in_xml
 from workers.drivers.base import (
     OFFLINE,
     PAUSED,
@@ -28,6 +27,7 @@ from workers.drivers.flags import COPY_STORAGE
 from workers.drivers.libvirt import mapping, storage
 from workers.drivers.libvirt.base import LibvirtBase, cpu_element, libvirt_error
 from workers.drivers.libvirt.binding import libvirt
+from workers.drivers.shared import images
 from workers.drivers.shared.ports import probe_free_port
 
 
@@ -46,17 +46,12 @@ class LibvirtDestination(LibvirtBase):
             if OFFLINE not in job.flags:  # nothing will run here yet
                 self._check_memory(dom.memory_kib, dom.name)
                 self._check_cpu(dom.xml, dom.type)
-            created: list[str] = []
-            if job.flags & COPY_STORAGE:
-                if source.nbd is None:
-                    raise DriverError(
-                        "storage migration: Begin's cookie lists no disks", "COOKIE_REJECTED"
-                    )
-                paths = {d.target: d.path for d in disks_in_xml(dom.xml) if d.path}
-                created = storage.create_images(self.conn(), source.nbd.disks, paths)
             address = self.config.migration_address
             host = f"[{address}]" if ":" in address else address
+            created: list[str] = []
             if job.flags & COPY_STORAGE:
+                wanted, paths = self._disks_sent(source), images.disk_paths(dom.xml)
+                created = images.create_images(storage.PoolImages(self.conn()), wanted, paths)
                 # libvirt allocates its NBD server's port from its migration range before it
                 # binds the migration port: with a port chosen here the two may collide, so
                 # libvirt chooses both (a URI without a port), as nova leaves it to libvirt.
@@ -200,7 +195,7 @@ class LibvirtDestination(LibvirtBase):
                     dom.undefine()
             except libvirt.libvirtError:
                 pass  # transient: gone with destroy
-        storage.remove_images(self.conn(), inc.get("created", []))
+        images.remove_images(storage.PoolImages(self.conn()), inc.get("created", []))
         inc["status"] = "aborted"
 
     def _source_runs(self, inc: dict[str, Any]) -> bool:

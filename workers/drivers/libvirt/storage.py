@@ -1,8 +1,9 @@
 """Storage migration on the libvirt driver: libvirt copies the disks itself (``NON_SHARED_DISK``
 or ``NON_SHARED_INC`` with ``migrate_disks``); the destination's images are created first, as
 nova's ``pre_live_migration`` does, through the daemon's storage API (a transient directory pool
-per image directory), so that they exist in the daemon's view of the filesystem and only those
-created here are deleted when the migration fails.
+per image directory, or the pool the daemon has there), so that they exist in the daemon's view of
+the filesystem; the rules, and that only those created are deleted when the migration fails, are
+workers/drivers/shared/images.py's.
 """
 
 from __future__ import annotations
@@ -13,36 +14,42 @@ import os
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+from lxml import etree
+
 from workers import safexml
 from workers.cookie import CookieDisk
 from workers.disks import Disk
 from workers.drivers.base import DriverError
 from workers.drivers.libvirt.binding import libvirt
+from workers.drivers.shared.images import backing_path
 
 
 def describe(dom: Any, disks: list[Disk], incremental: bool) -> tuple[CookieDisk, ...]:
     """Each disk's virtual size (``blockInfo``), format and, ``incremental``, backing file."""
     root = safexml.parse(dom.XMLDesc(0), "domain XML")
+    elements = _backing_stores(root)
     found = []
     for disk in disks:
         capacity = int(dom.blockInfo(disk.target)[0])
         backing = backing_format = None
-        if incremental:
-            el = next(
-                (
-                    d.find("backingStore")
-                    for d in root.iterfind("devices/disk")
-                    if d.find("target") is not None and d.find("target").get("dev") == disk.target  # type: ignore[union-attr]
-                ),
-                None,
-            )
-            source = el.find("source") if el is not None else None
+        store = elements.get(disk.target)
+        if incremental and store is not None:
+            source, fmt = store.find("source"), store.find("format")
             if source is not None and source.get("file"):
                 backing = source.get("file")
-                fmt = el.find("format") if el is not None else None
                 backing_format = fmt.get("type", "raw") if fmt is not None else "raw"
         found.append(CookieDisk(disk.target, capacity, disk.format, backing, backing_format))
     return tuple(found)
+
+
+def _backing_stores(root: etree._Element) -> dict[str, etree._Element]:
+    """Each disk's ``<backingStore>`` in the live XML, by target."""
+    found = {}
+    for disk in root.iterfind("devices/disk"):
+        target, store = disk.find("target"), disk.find("backingStore")
+        if target is not None and store is not None:
+            found[target.get("dev", "")] = store
+    return found
 
 
 def _existing_pool(conn: Any, directory: str) -> Any:
@@ -57,6 +64,15 @@ def _existing_pool(conn: Any, directory: str) -> Any:
 
 def _pool(conn: Any, directory: str) -> Any:
     """The daemon's pool over ``directory``, or a transient one made for it; refreshed."""
+    try:
+        return _refreshed_pool(conn, directory)
+    except libvirt.libvirtError as exc:
+        raise DriverError(
+            f"cannot create the destination's images: {exc}", "DISK_CREATE_FAILED"
+        ) from None
+
+
+def _refreshed_pool(conn: Any, directory: str) -> Any:
     name = "vmigrate-" + hashlib.sha256(directory.encode()).hexdigest()[:16]
     pool = _existing_pool(conn, directory)
     if pool is None:
@@ -83,52 +99,43 @@ def _volume(pool: Any, name: str) -> Any:
         return None
 
 
-def create_images(conn: Any, wanted: tuple[CookieDisk, ...], paths: dict[str, str]) -> list[str]:
-    """Create the missing images of ``wanted`` at ``paths`` (by target); returns those created.
-    An existing image must have the exact size; a backing file must already be there."""
-    created: list[str] = []
-    try:
-        for disk in wanted:
-            path = paths.get(disk.target)
-            if path is None:
-                raise DriverError(f"the definition has no disk {disk.target}", "DISK_NOT_FOUND")
-            if disk.backing:
-                backing = os.path.join(os.path.dirname(path), disk.backing)
-                found = _volume(_pool(conn, os.path.dirname(backing)), os.path.basename(backing))
-                if found is None:
-                    raise DriverError(
-                        f"--copy-storage-inc: disk {disk.target}'s backing file {backing} is "
-                        "not on this host; copy it first or use --copy-storage-all",
-                        "BACKING_MISSING",
-                    )
-            pool = _pool(conn, os.path.dirname(path))
-            existing = _volume(pool, os.path.basename(path))
-            if existing is not None:
-                size = int(existing.info()[1])
-                if size != disk.capacity:
-                    raise DriverError(
-                        f"disk {disk.target}: the image already at {path} is {size} bytes, the "
-                        f"source's is {disk.capacity}",
-                        "DISK_SIZE_MISMATCH",
-                    )
-                continue
+class PoolImages:
+    """The libvirt driver's images, as the destination daemon sees them: volumes of a directory
+    pool (an ``ImageStore``, workers/drivers/shared/images.py)."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn = conn
+
+    def _volume(self, path: str) -> Any:
+        return _volume(_pool(self.conn, os.path.dirname(path)), os.path.basename(path))
+
+    def exists(self, path: str) -> bool:
+        return self._volume(path) is not None
+
+    def size(self, path: str) -> int:
+        try:
+            return int(self._volume(path).info()[1])
+        except libvirt.libvirtError as exc:
+            raise DriverError(f"cannot read image {path}: {exc}", "DISK_UNREADABLE") from None
+
+    def create(self, path: str, disk: CookieDisk) -> None:
+        pool = _pool(self.conn, os.path.dirname(path))
+        try:
             pool.createXML(_volume_xml(os.path.basename(path), disk, path), 0)
-            created.append(path)
-    except libvirt.libvirtError as exc:
-        remove_images(conn, created)
-        raise DriverError(
-            f"cannot create the destination's images: {exc}", "DISK_CREATE_FAILED"
-        ) from None
-    except DriverError:
-        remove_images(conn, created)
-        raise
-    return created
+        except libvirt.libvirtError as exc:
+            raise DriverError(
+                f"cannot create the destination's images: {exc}", "DISK_CREATE_FAILED"
+            ) from None
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(libvirt.libvirtError):  # already gone
+            self.conn.storageVolLookupByPath(path).delete(0)
 
 
 def _volume_xml(name: str, disk: CookieDisk, path: str) -> str:
     backing = ""
     if disk.backing:
-        full = os.path.join(os.path.dirname(path), disk.backing)
+        full = backing_path(path, disk.backing)
         backing = (
             f"<backingStore><path>{_text(full)}</path>"
             f"<format type='{disk.backing_format or 'raw'}'/></backingStore>"
@@ -137,10 +144,3 @@ def _volume_xml(name: str, disk: CookieDisk, path: str) -> str:
         f"<volume><name>{_text(name)}</name><capacity unit='bytes'>{disk.capacity}</capacity>"
         f"<target><format type='{disk.format}'/></target>{backing}</volume>"
     )
-
-
-def remove_images(conn: Any, paths: list[str]) -> None:
-    """Delete the images Prepare created (never another)."""
-    for path in paths:
-        with contextlib.suppress(libvirt.libvirtError):  # already gone
-            conn.storageVolLookupByPath(path).delete(0)

@@ -24,6 +24,7 @@ from workers.drivers.base import (
 from workers.drivers.flags import COPY_STORAGE
 from workers.drivers.qemu import cmdline, process, qmp, storage
 from workers.drivers.qemu.base import QemuBase
+from workers.drivers.shared import images
 from workers.drivers.shared.ports import no_free_port, probe_free_port
 from workers.host_paths import PathOutsideRoots, inside
 
@@ -56,7 +57,7 @@ class QemuDestination(QemuBase):
             try:
                 paths = self._launch(dom.name, dom.xml, incoming=True)
             except DriverError:
-                storage.remove_images(created)
+                images.remove_images(storage.LOCAL, created)
                 raise
             try:
                 if POSTCOPY in job.flags:
@@ -66,7 +67,7 @@ class QemuDestination(QemuBase):
                 nbd_port = self._export_disks(paths, wanted, port)
             except DriverError:
                 process.stop(paths)
-                storage.remove_images(created)
+                images.remove_images(storage.LOCAL, created)
                 raise
             incoming: dict[str, Any] = {
                 "name": dom.name,
@@ -98,13 +99,12 @@ class QemuDestination(QemuBase):
         if not job.flags & COPY_STORAGE:
             self._check_shared_disks(xml, ())
             return ()
-        if sent is None or sent.nbd is None:
-            raise DriverError("storage migration: Begin's cookie lists no disks", "COOKIE_REJECTED")
-        self._check_shared_disks(xml, [d.target for d in sent.nbd.disks])
-        for disk in sent.nbd.disks:
+        wanted = self._disks_sent(sent)
+        self._check_shared_disks(xml, [d.target for d in wanted])
+        for disk in wanted:
             if disk.format not in ("raw", "qcow2"):
                 raise DriverError(f"disk {disk.target}: unsupported format {disk.format!r}")
-        return sent.nbd.disks
+        return wanted
 
     @staticmethod
     def _check_shared_disks(xml: str, copied: Sequence[str]) -> None:
@@ -119,16 +119,16 @@ class QemuDestination(QemuBase):
                 )
 
     def _create_images(self, wanted: tuple[CookieDisk, ...], xml: str) -> list[str]:
-        paths = {d.target: d.path for d in disks_in_xml(xml) if d.path}
+        paths = images.disk_paths(xml)
         for disk in wanted:
             if disk.backing and disk.target in paths:
-                backing = storage.backing_path(paths[disk.target], disk.backing)
+                backing = images.backing_path(paths[disk.target], disk.backing)
                 if not inside(backing, self.config.storage_roots):
                     raise PathOutsideRoots(
                         f"Prepare: disk {disk.target}'s backing file {backing!r} is outside "
                         f"the host's storage roots ({', '.join(self.config.storage_roots)})"
                     )
-        return storage.create_images(wanted, paths)
+        return images.create_images(storage.LOCAL, wanted, paths)
 
     def _export_disks(
         self, paths: cmdline.Paths, wanted: tuple[CookieDisk, ...], migration_port: int
@@ -211,5 +211,5 @@ class QemuDestination(QemuBase):
     def _remove_incoming(self, inc: dict[str, Any]) -> None:
         """Kill the incoming QEMU and delete the images its Prepare created (never others)."""
         process.stop(self._paths(inc["name"]))
-        storage.remove_images(inc.get("created", []))
+        images.remove_images(storage.LOCAL, inc.get("created", []))
         inc["status"] = "aborted"

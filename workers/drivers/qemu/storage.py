@@ -1,7 +1,7 @@
 """Storage migration on the QEMU driver: libvirt's NBD scheme (``src/qemu/qemu_migration.c``).
 
-The destination's Prepare creates the images that are missing (same format, exact virtual size;
-with ``--copy-storage-inc`` over the backing file that must already be there), starts an NBD
+The destination's Prepare creates the images that are missing (workers/drivers/shared/images.py,
+with ``qemu-img``), starts an NBD
 server and exports each disk's format node. The source mirrors each disk into its export
 (``blockdev-mirror``); once every mirror is in sync it migrates memory with a pause before the
 switch-over, completes the mirrors there (so the copy is consistent: the guest is stopped) and
@@ -72,71 +72,37 @@ def _image_info(path: str) -> dict[str, Any]:
     return info
 
 
-def backing_path(image: str, backing: str) -> str:
-    """Where a backing file named in an image's header lies (relative: beside the image)."""
-    return backing if os.path.isabs(backing) else os.path.join(os.path.dirname(image), backing)
+class LocalImages:
+    """The QEMU driver's images: files on this host, made with ``qemu-img``
+    (an ``ImageStore``, workers/drivers/shared/images.py)."""
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def size(self, path: str) -> int:
+        return int(_image_info(path).get("virtual-size", -1))
+
+    def create(self, path: str, disk: CookieDisk) -> None:
+        argv = [QEMU_IMG, "create", "-q", "-f", disk.format]
+        if disk.backing:
+            argv += ["-b", disk.backing, "-F", disk.backing_format or "raw"]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        done = _run([*argv, path, str(disk.capacity)])
+        if done.returncode:
+            raise DriverError(
+                f"cannot create image {path}: {done.stderr.strip()}", "DISK_CREATE_FAILED"
+            )
+
+    def remove(self, path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
 
 
-def create_images(wanted: tuple[CookieDisk, ...], paths: dict[str, str]) -> list[str]:
-    """Create each missing destination image; returns the paths created (only those are ever
-    removed). An existing image must have the exact virtual size; a backing file of
-    ``--copy-storage-inc`` must already be there."""
-    created: list[str] = []
-    try:
-        for disk in wanted:
-            path = paths.get(disk.target)
-            if path is None:
-                raise DriverError(
-                    f"the destination definition has no disk {disk.target}", "DISK_NOT_FOUND"
-                )
-            if disk.backing and not os.path.exists(backing_path(path, disk.backing)):
-                raise DriverError(
-                    f"--copy-storage-inc: disk {disk.target}'s backing file "
-                    f"{backing_path(path, disk.backing)} is not on this host; copy it first or "
-                    "use --copy-storage-all",
-                    "BACKING_MISSING",
-                )
-            if os.path.exists(path):
-                _check_existing(path, disk)
-                continue
-            _create(path, disk)
-            created.append(path)
-    except BaseException:
-        remove_images(created)
-        raise
-    return created
-
-
-def _check_existing(path: str, disk: CookieDisk) -> None:
-    size = int(_image_info(path).get("virtual-size", -1))
-    if size != disk.capacity:
-        raise DriverError(
-            f"disk {disk.target}: the image already at {path} is {size} bytes, the source's "
-            f"is {disk.capacity}; QEMU mirrors only into an image of the exact size",
-            "DISK_SIZE_MISMATCH",
-        )
-
-
-def _create(path: str, disk: CookieDisk) -> None:
-    argv = [QEMU_IMG, "create", "-q", "-f", disk.format]
-    if disk.backing:
-        argv += ["-b", disk.backing, "-F", disk.backing_format or "raw"]
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    done = _run([*argv, path, str(disk.capacity)])
-    if done.returncode:
-        raise DriverError(
-            f"cannot create image {path}: {done.stderr.strip()}", "DISK_CREATE_FAILED"
-        )
+LOCAL = LocalImages()
 
 
 def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, check=False, capture_output=True, text=True, timeout=60)
-
-
-def remove_images(paths: list[str]) -> None:
-    for path in paths:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
 
 
 def start_exports(sock: Path, address: str, port: int, targets: list[str]) -> None:
@@ -256,7 +222,9 @@ def complete_mirrors(sock: Path, targets: list[str]) -> bool:
 
 def cancel_mirrors(sock: Path, targets: list[str]) -> None:
     """On failure or cancel: stop every mirror at once (``force``), dismiss it, delete its
-    NBD node. Idempotent; what is already gone is skipped."""
+    NBD node. Idempotent; what is already gone is skipped. Nothing (no QMP) without disks."""
+    if not targets:
+        return
     jobs = {j["id"]: j for j in qmp.execute(sock, "query-jobs")}
     for target in targets:
         job = jobs.get(mirror(target))
@@ -272,7 +240,10 @@ def cancel_mirrors(sock: Path, targets: list[str]) -> None:
 
 
 def remove_mirrors(sock: Path, targets: list[str]) -> None:
-    """Dismiss concluded mirror jobs and delete the NBD client nodes that are left."""
+    """Dismiss concluded mirror jobs and delete the NBD client nodes that are left (no QMP for
+    a migration without disks to copy)."""
+    if not targets:
+        return
     jobs = {j["id"]: j for j in qmp.execute(sock, "query-jobs")}
     for target in targets:
         if jobs.get(mirror(target), {}).get("status") == "concluded":

@@ -141,6 +141,13 @@ class HostDriver(Driver):
             raise DriverError(str(exc), exc.code) from None
         return Nbd(self._describe_disks(job, disks, COPY_STORAGE_INC in job.flags))
 
+    @staticmethod
+    def _disks_sent(sent: Cookie | None) -> tuple[CookieDisk, ...]:
+        """Prepare of a storage migration: the disks Begin's cookie says it copies."""
+        if sent is None or sent.nbd is None:
+            raise DriverError("storage migration: Begin's cookie lists no disks", "COOKIE_REJECTED")
+        return sent.nbd.disks
+
     def _describe_disks(
         self, job: MigrationJob, disks: list[Disk], incremental: bool
     ) -> tuple[CookieDisk, ...]:
