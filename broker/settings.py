@@ -47,7 +47,7 @@ class Settings:
     libvirt_peer_uri: str = env("", "VMIGRATE_LIBVIRT_PEER_URI")
     #: Directories where this host's disk images, kernels, initrds, firmware and serial-console
     #: files may live (TOML list; the environment variable separates them with ``:``). A domain
-    #: naming a host path outside them is refused at define and at Prepare.
+    #: naming a host path outside them is refused at define, start and Prepare.
     storage_roots: tuple[str, ...] = env(("/var/lib/vmigrate/images",), "VMIGRATE_STORAGE_ROOTS")
     #: Largest domain XML or cookie accepted anywhere, in bytes.
     max_xml_bytes: int = 1_048_576

@@ -104,7 +104,7 @@ def virt_install_xml(
     command line says ``vm.hb=ttyS1``), so that a test can read what runs where: a relative
     ``heartbeat_log`` is the domain's ``console.log`` on the QEMU driver, an absolute one must lie
     inside the host's storage roots. ``data_disk``: a second virtio disk, ``vdb``, the guest's
-    records go to with ``vm.disk=vdb``."""
+    records go to with ``vm.disk=data`` on its command line."""
     data = ""
     if data_disk is not None:
         data = f"""

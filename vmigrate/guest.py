@@ -154,12 +154,14 @@ def guest_xml(
 ) -> str:
     """The guest's definition. ``console``: the serial console's file (the QEMU driver keeps a
     relative one in the domain's directory; libvirt needs an absolute path). ``network``: a
-    user-mode NIC (libvirt daemons on a test bed run without one)."""
+    user-mode NIC (libvirt daemons on a test bed run without one). ``disk``: a data disk
+    (``vdb``) the guest writes its records to."""
     nic = """
     <interface type='user'><mac address='52:54:00:12:34:56'/><model type='virtio'/></interface>"""
     nic = nic if network else ""
+    data = ""
     if disk is not None:  # a data disk the guest writes its records to (vm.disk=data)
-        nic += f"""
+        data = f"""
     <disk type='file' device='disk'><driver name='qemu' type='{disk_format}'/>
       <source file='{disk}'/><target dev='vdb' bus='virtio'/></disk>"""
     cmdline = f"console=ttyS0 quiet panic=-1 vm.fill={fill_mib} vm.dirty={dirty_mib}"
@@ -175,6 +177,6 @@ def guest_xml(
     <cmdline>{cmdline}</cmdline>
   </os>
   <devices>
-    <serial type='file'><source path='{console}'/><target port='0'/></serial>{nic}
+    <serial type='file'><source path='{console}'/><target port='0'/></serial>{nic}{data}
   </devices>
 </domain>"""

@@ -7,7 +7,9 @@ targets, and naming one it cannot copy is an error, not a silent skip.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol, TypeVar
 
 from lxml import etree
 
@@ -38,6 +40,27 @@ class Disk:
         return {"target": self.target, "copyable": self.copyable}
 
 
+class Selectable(Protocol):
+    """What choosing the disks to copy needs of one: a ``Disk``, or what a host published."""
+
+    @property
+    def target(self) -> str: ...
+
+    @property
+    def copyable(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class PublishedDisk:
+    """A disk as a host's inventory lists it (``Disk.as_dict``)."""
+
+    target: str
+    copyable: bool
+
+
+D = TypeVar("D", bound=Selectable)
+
+
 def disks_of(root: etree._Element) -> list[Disk]:
     """The ``<disk>`` devices of a parsed domain, in document order."""
     found = []
@@ -64,7 +87,7 @@ def disks_in_xml(xml: str) -> list[Disk]:
     return disks_of(safexml.parse(xml, "domain XML"))
 
 
-def disks_to_copy(disks: list[Disk], named: tuple[str, ...] | list[str]) -> list[Disk]:
+def disks_to_copy(disks: Sequence[D], named: Sequence[str]) -> list[D]:
     """The disks a storage migration copies: ``named`` ones (each must exist and be copyable),
     or, when none are named, every copyable disk."""
     if not named:
@@ -89,8 +112,4 @@ def disks_to_copy(disks: list[Disk], named: tuple[str, ...] | list[str]) -> list
 
 def check_inventory_disks(found: list[dict[str, object]], named: list[str]) -> None:
     """The early check at submission, over the disks a host published (``Disk.as_dict``)."""
-    disks = [
-        Disk(str(d["target"]), "?" if d.get("copyable") else None, "raw", False, False)
-        for d in found
-    ]
-    disks_to_copy(disks, named)
+    disks_to_copy([PublishedDisk(str(d["target"]), bool(d.get("copyable"))) for d in found], named)
