@@ -24,6 +24,14 @@ def missing_dependency(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def require_command(command: str, package: str) -> None:
+    """``command`` is on the PATH, or the test skips (fails in CI) naming the package."""
+    import shutil
+
+    if not shutil.which(command):
+        missing_dependency(f"{command} is missing: apt-get install {package}")
+
+
 LEASE_KEY = "vmigrate-test:lease"
 LEASE_SECONDS = 6 * 3600
 HOST_URL = "redis://127.0.0.1:6379"

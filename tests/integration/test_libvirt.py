@@ -25,7 +25,7 @@ import pytest
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
 from tests.conftest import FAST_RECOVERY, HOME, PORT_BASE, REDIS_URL
-from tests.environment import missing_dependency
+from tests.environment import missing_dependency, require_command
 from tests.helpers import cli, unique, wait_terminal, wait_until
 from vmigrate import libvirt_bed
 from vmigrate.fleet import LocalFleet
@@ -404,6 +404,7 @@ class DiskGuest:
     def __init__(
         self, bed: Bed, backing: str | None = None, fill: int = 16, data_mib: int = 0
     ) -> None:
+        require_command("qemu-img", "qemu-utils")
         self.bed = bed
         self.name = unique("lvdisk")
         self.image = f"{self.name}.qcow2"

@@ -25,6 +25,7 @@ from tasks.host_commands import call_host
 from tasks.runtime import runtime
 from tasks.submission import MigrationRequest, submit
 from tests.conftest import HOME, REDIS_URL
+from tests.environment import require_command
 from tests.helpers import unique, wait_terminal, wait_until
 from tests.integration.test_disk_image import require_image_tools
 from tests.integration.test_qemu import QEMU_ENV, list_qemus, require_qemu
@@ -44,6 +45,7 @@ MIB = 2**20
 def bed(fleet: object, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     kernel = require_qemu()
     require_image_tools()
+    require_command("qemu-img", "qemu-utils")
     base = tmp_path_factory.mktemp("storage")
     initrd = build_initramfs(base / "initrd.cpio")
     env = {"VMIGRATE_BROKER_URL": REDIS_URL, **QEMU_ENV, "VMIGRATE_STORAGE_ROOTS": str(base)}
