@@ -7,29 +7,17 @@ migration record in Redis is the source of truth.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 from celery import Celery
 from kombu import Queue
 
 from broker import queues
-from broker.embedded import broker_url_for
+from broker.embedded import home_directory, resolve_broker_url
 from broker.settings import Settings, load_settings
 
 TASK_MODULES = ["tasks.entrypoints"]
-
-
-def home_directory(environ: dict[str, str] | None = None) -> Path:
-    """Where the embedded broker and default host state live (``VMIGRATE_HOME``)."""
-    env = os.environ if environ is None else environ
-    return Path(env.get("VMIGRATE_HOME") or Path.home() / ".vmigrate")
-
-
-def resolve_broker_url(settings: Settings) -> str:
-    """The configured broker URL, or the embedded broker's socket under the home directory."""
-    return settings.broker_url or broker_url_for(home_directory() / "embedded")
+__all__ = ["create_app", "get_app", "home_directory", "resolve_broker_url"]
 
 
 def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:

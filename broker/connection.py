@@ -11,6 +11,7 @@ from typing import TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 import redis
+import redis.asyncio
 
 from broker.settings import ConfigError
 
@@ -49,6 +50,19 @@ def redis_client(broker_url: str) -> Client:
         retry_on_timeout=True,
     )
     return client
+
+
+def async_redis_client(broker_url: str) -> redis.asyncio.Redis:
+    """An asyncio client for ``broker_url`` (the API's event streams), made like ``redis_client``;
+    one per event loop."""
+    return redis.asyncio.Redis.from_url(
+        redis_py_url(broker_url),
+        decode_responses=True,
+        socket_connect_timeout=5,
+        socket_timeout=30,
+        health_check_interval=25,
+        retry_on_timeout=True,
+    )
 
 
 def persistence_warning(client: Client) -> str | None:

@@ -16,8 +16,21 @@ from pathlib import Path
 
 import redis
 
+from broker.settings import Settings
+
 SOCKET_NAME = "redis.sock"
 PID_NAME = "redis.pid"
+
+
+def home_directory(environ: dict[str, str] | None = None) -> Path:
+    """Where the embedded broker and default host state live (``VMIGRATE_HOME``)."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("VMIGRATE_HOME") or Path.home() / ".vmigrate")
+
+
+def resolve_broker_url(settings: Settings) -> str:
+    """The configured broker URL, or the embedded broker's socket under the home directory."""
+    return settings.broker_url or broker_url_for(home_directory() / "embedded")
 
 
 def redis_server_binary() -> str:

@@ -131,3 +131,28 @@ def sweep_lock() -> str:
 def nonce(value: str) -> str:
     """A message's single-use id, kept until the message expires (replays are refused)."""
     return f"{PREFIX}:nonce:{value}"
+
+
+def webhook_cursor() -> str:
+    """The id of the last event handed to the webhook outboxes (compare-and-set by dispatchers)."""
+    return f"{PREFIX}:webhook:cursor"
+
+
+def webhook_receivers() -> str:
+    """Set of the URLs with an outbox (deliveries waiting)."""
+    return f"{PREFIX}:webhook:receivers"
+
+
+def webhook_outbox(receiver: str) -> str:
+    """List of one receiver's deliveries, oldest first (``receiver``: a digest of its URL)."""
+    return f"{PREFIX}:webhook:{receiver}:outbox"
+
+
+def webhook_retry(receiver: str) -> str:
+    """Hash of one receiver's failed attempts at its oldest delivery, and when to try next."""
+    return f"{PREFIX}:webhook:{receiver}:retry"
+
+
+def webhook_lease(receiver: str) -> str:
+    """Held (expiring) by the one dispatcher delivering to a receiver, which keeps them in order."""
+    return f"{PREFIX}:webhook:{receiver}:lease"

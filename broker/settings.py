@@ -13,10 +13,13 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from broker.callback_urls import BadURL, place_of
 
-def env(default: Any, name: str) -> Any:
-    """A setting's default, and the environment variable that overrides it (named beside it)."""
-    return field(default=default, metadata={"env": name})
+
+def env(default: Any, name: str, sep: str = ":") -> Any:
+    """A setting's default, and the environment variable that overrides it (named beside it);
+    ``sep`` separates a list's items in that variable."""
+    return field(default=default, metadata={"env": name, "sep": sep})
 
 
 @dataclass(frozen=True)
@@ -91,6 +94,21 @@ class Settings:
     host_windows: dict[str, str] = field(default_factory=dict)
     #: Bearer tokens the REST API accepts (``[api] tokens`` or ``VMIGRATE_API_TOKENS``).
     api_tokens: tuple[str, ...] = ()
+    #: Webhooks (TOML table ``[webhooks]``, each key without the ``webhook_`` prefix). The URLs a
+    #: migration may name as its callback: each entry is a scheme, host and port, and a path
+    #: that the callback's path must equal or lie under. Empty: no callback is accepted.
+    webhook_allow: tuple[str, ...] = env((), "VMIGRATE_WEBHOOK_ALLOW", sep=",")
+    #: Standing subscriptions: URLs that receive every migration's state changes.
+    webhook_subscribers: tuple[str, ...] = env((), "VMIGRATE_WEBHOOK_SUBSCRIBERS", sep=",")
+    #: The HMAC-SHA256 key that signs every delivery (``X-Vmigrate-Signature``); required as soon
+    #: as ``webhook_allow`` or ``webhook_subscribers`` is set. Give every dispatcher the same.
+    webhook_secret: str = env("", "VMIGRATE_WEBHOOK_SECRET")
+    #: Seconds a receiver has to answer one delivery.
+    webhook_timeout: float = env(5.0, "VMIGRATE_WEBHOOK_TIMEOUT")
+    #: A failed delivery is retried after 1, 2, 4... seconds, at most this many apart.
+    webhook_retry_max_seconds: float = env(300.0, "VMIGRATE_WEBHOOK_RETRY_MAX_SECONDS")
+    #: A delivery still undelivered this long after its state change is dropped (and logged).
+    webhook_give_up_seconds: float = env(86400.0, "VMIGRATE_WEBHOOK_GIVE_UP_SECONDS")
     #: Extra raw Celery settings (advanced; applied last).
     celery: dict[str, Any] = field(default_factory=dict)
 
@@ -99,6 +117,8 @@ class Settings:
 ENV_OVERRIDES: dict[str, str] = {
     f.metadata["env"]: f.name for f in fields(Settings) if "env" in f.metadata
 }
+#: Setting -> the separator of its items in its environment variable.
+_SEPARATORS: dict[str, str] = {f.name: f.metadata["sep"] for f in fields(Settings) if f.metadata}
 
 
 class ConfigError(ValueError):
@@ -108,7 +128,7 @@ class ConfigError(ValueError):
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     expected = type(default) if default is not None else str
     if expected is tuple:
-        return _strings(name, raw)
+        return _strings(name, raw, _SEPARATORS.get(name, ":"))
     if expected is float and isinstance(raw, int | str):
         try:
             return float(raw)
@@ -124,9 +144,9 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
     return raw
 
 
-def _strings(name: str, raw: Any) -> tuple[str, ...]:
-    """A list of strings: a TOML list, or ``:``-separated in the environment."""
-    items = raw.split(":") if isinstance(raw, str) else raw
+def _strings(name: str, raw: Any, sep: str) -> tuple[str, ...]:
+    """A list of strings: a TOML list, or ``sep``-separated in the environment."""
+    items = raw.split(sep) if isinstance(raw, str) else raw
     if not isinstance(items, list) or not all(isinstance(p, str) for p in items):
         raise ConfigError(f"setting {name!r} must be a list of strings, got {raw!r}")
     return tuple(p.strip() for p in items if p.strip())
@@ -172,6 +192,18 @@ def _fleet_tables(document: dict[str, Any], environ: dict[str, str]) -> dict[str
     if not isinstance(tokens, list) or not all(isinstance(t, str) and t for t in tokens):
         raise ConfigError("[api] tokens must be a list of non-empty strings")
     values["api_tokens"] = tuple(tokens)
+    values.update(_webhooks_table(document))
+    return values
+
+
+def _webhooks_table(document: dict[str, Any]) -> dict[str, Any]:
+    """``[webhooks] allow, subscribers, secret...``: the ``webhook_*`` settings."""
+    known = {f.name for f in fields(Settings)}
+    values = {}
+    for key, raw in _table(document, "webhooks").items():
+        if f"webhook_{key}" not in known:
+            raise ConfigError(f"[webhooks] has no setting {key!r}")
+        values[f"webhook_{key}"] = raw
     return values
 
 
@@ -190,6 +222,12 @@ def settings_from(document: dict[str, Any], environ: dict[str, str]) -> Settings
         if environ.get(env_name):
             values[key] = _coerce(key, environ[env_name], known[key])
     result = replace(defaults, **values)
+    _check(result)
+    return result
+
+
+def _check(result: Settings) -> None:
+    """Refuse settings that cannot work together."""
     if result.migration_port_min > result.migration_port_max:
         raise ConfigError("migration_port_min must not exceed migration_port_max")
     for name in ("outbound_per_host", "inbound_per_host", "fleet"):
@@ -198,9 +236,15 @@ def settings_from(document: dict[str, Any], environ: dict[str, str]) -> Settings
     relative = [p for p in result.storage_roots if not p.startswith("/")]
     if relative:
         raise ConfigError(f"storage_roots takes absolute directories, not {relative[0]!r}")
+    for url in (*result.webhook_allow, *result.webhook_subscribers):
+        try:
+            place_of(url)
+        except BadURL as exc:
+            raise ConfigError(f"[webhooks]: {exc}") from None
+    if (result.webhook_allow or result.webhook_subscribers) and not result.webhook_secret:
+        raise ConfigError("webhooks need [webhooks] secret (VMIGRATE_WEBHOOK_SECRET) to sign with")
     if result.scheduler_scan < 1:
         raise ConfigError("scheduler_scan must be at least 1")
-    return result
 
 
 def load_settings(environ: dict[str, str] | None = None) -> Settings:

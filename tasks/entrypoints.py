@@ -3,9 +3,9 @@
 Every task verifies its message's signature, expiry, single-use id and target queue before it does
 anything (broker/security.py); an unauthentic message is logged and dropped.
 
-Task names are the documented interface for applications that speak to the broker directly:
-``vmigrate.submit`` takes one JSON object (see ``tasks.submission.MigrationRequest``), signed with
-the fleet's key (``tasks.publish.send``).
+These tasks are vmigrate's own interface between its components, not one for applications
+(which use the REST API): ``vmigrate.submit`` takes one JSON object
+(``tasks.submission.MigrationRequest``), signed with the fleet's key (``tasks.publish.send``).
 """
 
 from __future__ import annotations

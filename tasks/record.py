@@ -84,6 +84,7 @@ class MigrationRecord:
     not_before: str | None = None
     deadline: str | None = None
     cancel_requested: bool = False
+    callback: str | None = None  # a webhook URL for this migration's state changes
     exchange: dict[str, Any] = field(default_factory=dict)  # cookie, uri, dom_xml between phases
     created: str = field(default_factory=now_iso)
     updated: str = field(default_factory=now_iso)

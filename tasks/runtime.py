@@ -1,17 +1,30 @@
-"""The process-wide handles tasks need: the Celery app, settings, Redis and the record store."""
+"""The process-wide handles tasks need: the Celery app, settings, Redis and the record store.
+
+``records()`` gives the settings, Redis and the record store alone, without loading Celery: what
+the read-only commands (``hosts``, ``list``, ``show``, ``domains``) and the event followers need.
+"""
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from celery import Celery
-
-from broker.app import home_directory, resolve_broker_url
 from broker.connection import Client, redis_client
+from broker.embedded import home_directory, resolve_broker_url
 from broker.security import Keyring, load_keyring
-from broker.settings import Settings
+from broker.settings import Settings, load_settings
 from tasks.store import RecordStore
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+
+@dataclass(frozen=True)
+class Records:
+    settings: Settings
+    redis: Client
+    store: RecordStore
 
 
 @dataclass(frozen=True)
@@ -21,6 +34,14 @@ class Runtime:
     redis: Client
     store: RecordStore
     keyring: Keyring
+
+
+@functools.cache
+def records() -> Records:
+    """Settings, Redis and the record store of this process, without Celery."""
+    settings = load_settings()
+    client = redis_client(resolve_broker_url(settings))
+    return Records(settings, client, RecordStore(client, settings.record_ttl))
 
 
 @functools.cache

@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from broker.callback_urls import BadURL, allowed
 from broker.connection import Client
 from broker.queues import InvalidHostName, check_host_name
 from broker.settings import Settings
@@ -58,6 +59,8 @@ class MigrationRequest:
     window: str | None = None
     not_before: str | None = None
     deadline: str | None = None
+    #: A webhook URL that receives each state change (it must match ``webhook_allow``).
+    callback: str | None = None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MigrationRequest:
@@ -113,6 +116,22 @@ def _check_options(request: MigrationRequest, max_xml_bytes: int) -> frozenset[s
                 "the destination XML must keep the domain's name; use --dname to rename",
             )
     return flags
+
+
+def _check_callback(url: str | None, allow: tuple[str, ...]) -> None:
+    """A callback must be a plain http(s) URL under an entry of the allow-list."""
+    if url is None:
+        return
+    try:
+        if allowed(url, allow):
+            return
+    except BadURL as exc:
+        raise Refused("INVALID_CALLBACK", str(exc)) from None
+    raise Refused(
+        "CALLBACK_NOT_ALLOWED",
+        f"callback {url!r} is not under any URL of the fleet's webhook allow-list "
+        "([webhooks] allow)",
+    )
 
 
 def _check_migrate_disks(named: list[str] | None, flags: frozenset[str]) -> None:
@@ -255,6 +274,7 @@ def submit(request: MigrationRequest, rt: Runtime | None = None) -> MigrationRec
     rt = rt or runtime()
     _check_names(request)
     flags = _check_options(request, rt.settings.max_xml_bytes)
+    _check_callback(request.callback, rt.settings.webhook_allow)
     entry = _schedule(request, rt.settings)
     source, destination, inventory = _hosts(rt.redis, request)
     _check_drivers(source, destination)
@@ -277,6 +297,7 @@ def submit(request: MigrationRequest, rt: Runtime | None = None) -> MigrationRec
         window=request.window,
         not_before=request.not_before,
         deadline=request.deadline,
+        callback=request.callback,
     )
     entry.id = record.id
     return _admit_or_queue(rt, record, entry)

@@ -40,6 +40,10 @@ ranges = ["{_CLOSED_DAY} 12:00-12:01"]
 timezone = "UTC"
 ranges = ["Mon-Sun 00:00-24:00"]
 """
+#: The loopback receiver of webhooks (tests/webhook_receiver.py): a port of this run's own.
+WEBHOOK_PORT = 23000 + 50 * (TEST_DB % 16)
+WEBHOOK_SECRET = "test-webhook-secret"
+WEBHOOK_ALL = "/hooks/all"  # the standing subscription: every migration of the session
 CONFIG = HOME / "vmigrate.toml"
 CONFIG.write_text(f"""
 [limits]
@@ -50,6 +54,12 @@ fleet = 5
 [windows.nights]
 timezone = "Europe/Paris"
 ranges = ["Mon-Fri 22:00-06:00", "Sat-Sun 00:00-24:00"]
+
+[webhooks]
+allow = ["http://127.0.0.1:{WEBHOOK_PORT}/hooks"]
+subscribers = ["http://127.0.0.1:{WEBHOOK_PORT}{WEBHOOK_ALL}"]
+secret = "{WEBHOOK_SECRET}"
+retry_max_seconds = 1
 """)
 
 # The test process is a client of the same broker, with the same configuration, as its fleet.
@@ -110,7 +120,20 @@ def redis_client() -> Iterator[redis.Redis]:
 
 
 @pytest.fixture(scope="session")
-def fleet(redis_client: redis.Redis) -> Iterator[object]:
+def webhook_receiver() -> Iterator[object]:
+    """Receives the fleet's webhooks for the whole session (so none wait for it)."""
+    from tests.webhook_receiver import Receiver
+
+    receiver = Receiver(WEBHOOK_PORT)
+    receiver.up()
+    try:
+        yield receiver
+    finally:
+        receiver.down()
+
+
+@pytest.fixture(scope="session")
+def fleet(redis_client: redis.Redis, webhook_receiver: object) -> Iterator[object]:
     from vmigrate.fleet import LocalFleet
 
     env = {"VMIGRATE_BROKER_URL": REDIS_URL, **FAST_RECOVERY}

@@ -56,4 +56,7 @@ def serve(bind: str, port: int) -> None:
 
     if not runtime().settings.api_tokens:
         raise VMigrateError("NO_API_TOKENS", "set [api] tokens or VMIGRATE_API_TOKENS first")
-    uvicorn.run(create_api(), host=bind, port=port, log_level="warning")
+    # An open event stream never ends by itself: shutting down waits for it 5 s at most.
+    uvicorn.run(
+        create_api(), host=bind, port=port, log_level="warning", timeout_graceful_shutdown=5
+    )

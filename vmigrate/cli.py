@@ -125,6 +125,11 @@ def _add_migrate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     p.add_argument("--not-before", metavar="TIME", help="ISO 8601 with an offset")
     p.add_argument("--deadline", metavar="TIME", help="expire if it cannot start by then")
     p.add_argument("--priority", type=int, default=0, help="higher starts first (default 0)")
+    p.add_argument(
+        "--callback",
+        metavar="URL",
+        help="a webhook URL (under [webhooks] allow) that receives each state change",
+    )
     for flag in Flag:
         p.add_argument(f"--{flag.option}", action="store_true", help=flag.meaning)
     p.add_argument("--wait", action="store_true", help="show progress and wait for the end")

@@ -3,18 +3,30 @@
 from vmigrate.client import Client
 api = Client("http://127.0.0.1:8080", token="...")
 migration = api.migrate("web", "hv01", "hv02", live=True, window="nights")
-final = api.wait(migration["id"])
+final = api.wait(migration["id"])  # follows the events stream to the end
+
+A webhook receiver checks a delivery with ``verify(secret, headers, body)`` (tasks/webhook_signing).
 """
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from typing import Any
 
+from tasks.webhook_signing import BadSignature, verify
+
+__all__ = ["APIError", "BadSignature", "Client", "verify"]
+
 TERMINAL = ("completed", "failed", "cancelled", "expired")
+#: A stream is silent at most 15 s (the API's ping): a read waits longer before it gives up.
+STREAM_IDLE_SECONDS = 45.0
+RECONNECT_SECONDS = 1.0
 
 
 class APIError(Exception):
@@ -64,22 +76,35 @@ class Client:
         self.token = token
         self.timeout = timeout
 
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _open(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        headers: dict[str, str],
+        timeout: float | None = None,
+    ) -> Any:
+        """Send a request; the open response, or the typed error of an error answer."""
         data = json.dumps(body).encode() if body is not None else None
         url = self.base_url + path  # the scheme was checked in __init__
         request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
         request.add_header("Authorization", f"Bearer {self.token}")
         if data is not None:
             request.add_header("Content-Type", "application/json")
+        for name, value in headers.items():
+            request.add_header(name, value)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                return json.loads(response.read())
+            return urllib.request.urlopen(request, timeout=timeout or self.timeout)  # noqa: S310
         except urllib.error.HTTPError as exc:
             error = json.loads(exc.read() or b"{}").get("error", {})
             kind = ERRORS.get(exc.code, APIError)
             raise kind(
                 exc.code, error.get("code", "HTTP_ERROR"), error.get("message", "")
             ) from None
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        with self._open(method, path, body, {}) as response:
+            return json.loads(response.read())
 
     def hosts(self) -> list[dict[str, Any]]:
         return self._call("GET", "/v1/hosts")  # type: ignore[no-any-return]
@@ -107,12 +132,55 @@ class Client:
     def events(self, since: str = "0", limit: int = 100) -> list[dict[str, Any]]:
         return self._call("GET", f"/v1/events?since={since}&limit={limit}")  # type: ignore[no-any-return]
 
-    def wait(
-        self, migration_id: str, timeout: float = 3600.0, interval: float = 0.2
-    ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+    def stream(
+        self, migration: str | None = None, since: str | None = None, timeout: float | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """The events stream, live (``GET /v1/events/stream``): each state change as
+        ``events()`` lists it. With ``migration``: that migration's current state first, and
+        the stream ends with its end. A dropped connection is resumed where it stopped. It is
+        followed for ``timeout`` seconds at most (default: for ever), checked at each event and
+        at the API's ping, every 15 s."""
+        query = {k: v for k, v in {"migration": migration, "since": since}.items() if v}
+        give_up = None if timeout is None else time.monotonic() + timeout
+        last: str | None = None
         while True:
-            record = self.get(migration_id)
-            if record["state"] in TERMINAL or time.monotonic() > deadline:
-                return record
-            time.sleep(interval)
+            try:
+                for event in self._read_stream(query, last):
+                    if give_up is not None and time.monotonic() > give_up:
+                        return
+                    if event is not None:
+                        last = event["event"]
+                        yield event
+                return
+            except (OSError, http.client.HTTPException):
+                if give_up is not None and time.monotonic() > give_up:
+                    raise
+                time.sleep(RECONNECT_SECONDS)  # the API restarts, a proxy drops idle streams
+
+    def _read_stream(
+        self, query: dict[str, str], last: str | None
+    ) -> Iterator[dict[str, Any] | None]:
+        """The events of one connection, and None for each ping."""
+        path = "/v1/events/stream" + (f"?{urllib.parse.urlencode(query)}" if query else "")
+        headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last} if last else {})}
+        idle = max(STREAM_IDLE_SECONDS, self.timeout)
+        with self._open("GET", path, None, headers, idle) as response:
+            data: list[str] = []
+            for raw in response:
+                line = raw.decode().rstrip("\r\n")
+                if line.startswith("data:"):
+                    data.append(line[5:].removeprefix(" "))
+                elif line.startswith(":"):
+                    yield None
+                elif not line and data:  # a blank line ends an event
+                    yield json.loads("\n".join(data))
+                    data = []
+
+    def wait(self, migration_id: str, timeout: float = 3600.0) -> dict[str, Any]:
+        """Follow the migration's events until it ends; its record then (or after ``timeout``
+        seconds, whatever its state)."""
+        deadline = time.monotonic() + timeout
+        for event in self.stream(migration=migration_id, timeout=timeout):
+            if event["state"] in TERMINAL or time.monotonic() > deadline:
+                break
+        return self.get(migration_id)

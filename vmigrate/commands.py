@@ -19,28 +19,35 @@ from workers.drivers.flags import Flag
 UNREACHABLE = frozenset({"BROKER_UNREACHABLE", "HOST_TIMEOUT"})
 
 
-def connect() -> Any:
-    """Attach to the broker (starting the embedded one if none is configured)."""
+def attach() -> Any:
+    """Attach to the broker (starting the embedded one if none is configured) without loading
+    Celery: settings, Redis and the record store, for commands that only read or follow."""
     import redis  # noqa: PLC0415
 
-    from broker.app import home_directory  # noqa: PLC0415
-    from broker.embedded import ensure_embedded  # noqa: PLC0415
-    from broker.settings import load_settings  # noqa: PLC0415
+    from broker.embedded import ensure_embedded, home_directory  # noqa: PLC0415
     from tasks.errors import VMigrateError  # noqa: PLC0415
-    from tasks.runtime import runtime  # noqa: PLC0415
+    from tasks.runtime import records  # noqa: PLC0415
 
-    if not load_settings().broker_url:
+    found = records()
+    if not found.settings.broker_url:
         ensure_embedded(home_directory() / "embedded")
-    rt = runtime()
     try:
-        rt.redis.ping()
+        found.redis.ping()
     except (redis.ConnectionError, redis.TimeoutError) as exc:
         raise VMigrateError("BROKER_UNREACHABLE", f"cannot reach the broker: {exc}") from None
-    return rt
+    return found
+
+
+def connect() -> Any:
+    """Attach to the broker, with Celery: for commands that publish to hosts or run a service."""
+    from tasks.runtime import runtime  # noqa: PLC0415
+
+    attach()
+    return runtime()
 
 
 def worker(args: argparse.Namespace) -> int:
-    from broker.app import home_directory  # noqa: PLC0415
+    from broker.embedded import home_directory  # noqa: PLC0415
     from workers.host import HostOptions, run_host_worker  # noqa: PLC0415
 
     connect()
@@ -74,7 +81,7 @@ def dispatcher(args: argparse.Namespace) -> int:
 def hosts(args: argparse.Namespace) -> int:
     from tasks.registry import list_hosts  # noqa: PLC0415
 
-    found = [h.as_dict() for h in list_hosts(connect().redis)]
+    found = [h.as_dict() for h in list_hosts(attach().redis)]
     output.emit(found, args.json, output.hosts_table)
     return 0
 
@@ -109,7 +116,7 @@ def domains(args: argparse.Namespace) -> int:
     from tasks.errors import VMigrateError  # noqa: PLC0415
     from tasks.registry import get_host, read_inventory  # noqa: PLC0415
 
-    client = connect().redis
+    client = attach().redis
     info = get_host(client, args.host)
     if info is None:
         raise VMigrateError("HOST_UNKNOWN", f"host {args.host!r} is not registered")
@@ -155,6 +162,7 @@ def _request(args: argparse.Namespace) -> Any:
         window=args.window,
         not_before=args.not_before,
         deadline=args.deadline,
+        callback=args.callback,
     )
 
 
@@ -171,7 +179,7 @@ def migrate(args: argparse.Namespace) -> int:
         return 0
     if not args.json:
         print(record.id)
-    final = wait_for(rt.store, record.id, progress=not args.json)
+    final = wait_for(rt, record.id, progress=not args.json)
     if args.json:
         output.print_json(final.public())
     else:
@@ -182,7 +190,7 @@ def migrate(args: argparse.Namespace) -> int:
 def show(args: argparse.Namespace) -> int:
     from tasks.errors import VMigrateError  # noqa: PLC0415
 
-    record = connect().store.get(args.id)
+    record = attach().store.get(args.id)
     if record is None:
         raise VMigrateError("MIGRATION_UNKNOWN", f"no migration with id {args.id!r}")
     if args.json:
@@ -193,7 +201,7 @@ def show(args: argparse.Namespace) -> int:
 
 
 def list_migrations(args: argparse.Namespace) -> int:
-    records = [r.public() for r in connect().store.list(args.limit)]
+    records = [r.public() for r in attach().store.list(args.limit)]
     output.emit(records, args.json, output.migrations_table)
     return 0
 
@@ -213,8 +221,7 @@ def demo(args: argparse.Namespace) -> int:
 
 
 def embedded_stop(args: argparse.Namespace) -> int:
-    from broker.app import home_directory  # noqa: PLC0415
-    from broker.embedded import stop_embedded  # noqa: PLC0415
+    from broker.embedded import home_directory, stop_embedded  # noqa: PLC0415
 
     stop_embedded(home_directory() / "embedded")
     print(json.dumps({"stopped": str(home_directory() / "embedded")}))

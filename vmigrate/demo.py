@@ -83,7 +83,7 @@ def _run(scenario: Scenario) -> dict[str, Any]:
         record = submit(request)
     except Refused as exc:
         return {"scenario": scenario, "refused": exc}
-    final = wait_for(rt.store, record.id, progress=False)
+    final = wait_for(rt, record.id, progress=False)
     return {"scenario": scenario, "record": final, "seconds": time.monotonic() - started}
 
 

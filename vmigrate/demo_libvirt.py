@@ -107,7 +107,7 @@ def _migrate(bed: object, name: str, source: object, destination: object, cap: i
     assert isinstance(source, Daemon) and isinstance(destination, Daemon)
     started = time.monotonic()
     request = MigrationRequest(name, source.name, destination.name, flags=["live"], bandwidth=cap)
-    final = wait_for(runtime().store, submit(request).id, progress=True)
+    final = wait_for(runtime(), submit(request).id, progress=True)
     seconds = time.monotonic() - started
     before = _heartbeats(source.console_file(name))[-1]
     deadline = time.monotonic() + 20  # the guest's first beats there (slow on a busy machine)

@@ -87,7 +87,7 @@ def _migrate(
     already = len(_heartbeats(home, destination, name))  # lines from an earlier stay there
     started = time.monotonic()
     request = MigrationRequest(name, source, destination, flags=["live"], bandwidth=bandwidth)
-    final = wait_for(runtime().store, submit(request).id, progress=True)
+    final = wait_for(runtime(), submit(request).id, progress=True)
     seconds = time.monotonic() - started
     time.sleep(1.5)
     before = _heartbeats(home, source, name)[-1]

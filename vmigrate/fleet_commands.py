@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from vmigrate import output
-from vmigrate.commands import connect
+from vmigrate.commands import attach, connect
 from vmigrate.follow import wait_for
 from vmigrate.options import add_service_options
 
@@ -23,7 +23,7 @@ def cancel(args: argparse.Namespace) -> int:
     record = request_cancel(args.id)
     if record.terminal and not record.cancel_requested:
         print(f"migration {record.id} had already ended: {record.state}", file=sys.stderr)
-    final = wait_for(rt.store, record.id, progress=not args.json)
+    final = wait_for(rt, record.id, progress=not args.json)
     if args.json:
         output.print_json(final.public())
     else:
@@ -32,10 +32,10 @@ def cancel(args: argparse.Namespace) -> int:
     return 0 if final.state == "cancelled" or already else 1
 
 
-def _wait_all(store: Any, items: list[dict[str, Any]]) -> None:
+def _wait_all(found: Any, items: list[dict[str, Any]]) -> None:
     for item in items:
         if item["id"]:
-            record = wait_for(store, item["id"], progress=False)
+            record = wait_for(found, item["id"], progress=False)
             item["state"], item["error"] = record.state, record.error
         else:
             item["state"] = "refused"
@@ -51,7 +51,7 @@ def evacuate(args: argparse.Namespace, drain: bool = False) -> int:
     for item in items:
         item.setdefault("state", "submitted" if item["id"] else "refused")
     if args.wait:
-        _wait_all(rt.store, items)
+        _wait_all(rt, items)
     output.emit(items, args.json, output.evacuation_table)
     ok = {"completed"} if args.wait else {"submitted"}
     return 0 if all(i["state"] in ok for i in items) else 1
@@ -94,7 +94,7 @@ def events(args: argparse.Namespace) -> int:
     from tasks.store import check_stream_id  # noqa: PLC0415
 
     last = check_stream_id(args.since)
-    client = connect().redis
+    client = attach().redis
     while True:
         block = 1000 if args.follow else None
         answer = client.xread({keys.events(): last}, count=1000, block=block)

@@ -1,21 +1,27 @@
 """The ``/v1/`` routes of the REST API. Thin: each calls the same library functions as the CLI."""
 
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Header, Query
 from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from broker import keys
 from tasks import evacuation
+from tasks.bounds import MAX_ID_LENGTH
 from tasks.cancel import request_cancel
 from tasks.errors import VMigrateError
+from tasks.events import as_event
 from tasks.registry import list_hosts
-from tasks.runtime import runtime
+from tasks.runtime import records, runtime
 from tasks.store import check_stream_id
 from tasks.submission import submit
 from vmigrate.auth import Auth
+from vmigrate.responses import EvacuationOut, EventOut, HostOut, MigrationOut
 from vmigrate.schemas import EvacuateIn, MigrationIn, errors, request_from
+from vmigrate.stream import StreamStart, follow, start_stream
 
 router = APIRouter()
 
@@ -45,6 +51,7 @@ def health() -> dict[str, str]:
 @router.get(
     "/v1/hosts",
     summary="List hosts with their protocols, driver and liveness",
+    response_model=list[HostOut],
     responses=errors(),
 )
 def hosts(_: Auth) -> list[dict[str, Any]]:
@@ -55,6 +62,7 @@ def hosts(_: Auth) -> list[dict[str, Any]]:
     "/v1/migrations",
     status_code=202,
     summary="Create a migration",
+    response_model=MigrationOut,
     responses=errors(400, 404, 409),
 )
 def create(body: MigrationIn, _: Auth) -> dict[str, Any]:
@@ -64,6 +72,7 @@ def create(body: MigrationIn, _: Auth) -> dict[str, Any]:
 @router.get(
     "/v1/migrations",
     summary="List migrations, newest first, with filters",
+    response_model=list[MigrationOut],
     responses=errors(),
 )
 def listing(
@@ -82,6 +91,7 @@ def listing(
 @router.get(
     "/v1/migrations/{migration_id}",
     summary="Read one migration (as `vmigrate show --json`)",
+    response_model=MigrationOut,
     responses=errors(404),
 )
 def read(migration_id: str, _: Auth) -> dict[str, Any]:
@@ -92,6 +102,7 @@ def read(migration_id: str, _: Auth) -> dict[str, Any]:
     "/v1/migrations/{migration_id}/cancel",
     status_code=202,
     summary="Cancel a migration",
+    response_model=MigrationOut,
     responses=errors(404, 409),
 )
 def cancel(migration_id: str, _: Auth) -> dict[str, Any]:
@@ -103,6 +114,7 @@ def cancel(migration_id: str, _: Auth) -> dict[str, Any]:
     "/v1/hosts/{host}/evacuate",
     status_code=202,
     summary="Evacuate (or drain) a host",
+    response_model=EvacuationOut,
     responses=errors(400, 404),
 )
 def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
@@ -115,6 +127,7 @@ def evacuate(host: str, body: EvacuateIn, _: Auth) -> JSONResponse:
 @router.get(
     "/v1/events",
     summary="State changes after a stream id (default: from the start)",
+    response_model=list[EventOut],
     responses=errors(400),
 )
 def events(
@@ -128,4 +141,42 @@ def events(
 ) -> list[dict[str, Any]]:
     after = check_stream_id(since)
     found: list[Any] = runtime().redis.xread({keys.events(): after}, count=limit) or []  # type: ignore[assignment]
-    return [{"event": event_id, **fields} for _s, entries in found for event_id, fields in entries]
+    return [as_event(event_id, fields) for _s, entries in found for event_id, fields in entries]
+
+
+def stream_start(
+    _: Auth,
+    since: str | None = Query(
+        default=None,
+        description="a stream id to start after (default: the newest event, so what comes next)",
+    ),
+    migration: str | None = Query(
+        default=None,
+        max_length=MAX_ID_LENGTH,
+        description="follow this migration only: its current state first, and the stream ends "
+        "when it has ended",
+    ),
+    last_event_id: str | None = Header(
+        default=None,
+        alias="Last-Event-ID",
+        description="resume after this stream id (sent by an `EventSource` that reconnects); "
+        "takes precedence over `since`",
+    ),
+) -> StreamStart:
+    return start_stream(records(), since, last_event_id, migration)
+
+
+@router.get(
+    "/v1/events/stream",
+    response_class=EventSourceResponse,
+    summary="State changes as server-sent events, live (resumable with Last-Event-ID)",
+    description="Each state change is an SSE message `event: state`, its `id:` the stream id, "
+    "its `data:` the JSON object `GET /v1/events` lists. A comment line (`: ping`) every 15 s "
+    "keeps idle connections open.",
+    responses=errors(400, 404, streams=True),
+)
+async def stream(
+    start: Annotated[StreamStart, Depends(stream_start)],
+) -> AsyncIterator[EventOut]:
+    async for event in follow(records(), start):
+        yield ServerSentEvent(data=event, event="state", id=event["event"])  # type: ignore[misc]

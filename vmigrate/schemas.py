@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from broker.callback_urls import MAX_URL_LENGTH
 from tasks.bounds import (
     DEFAULT_MAX_XML_BYTES,
     MAX_BANDWIDTH_MIBPS,
@@ -22,7 +23,25 @@ class MigrationFields(BaseModel):
     """The options of ``vmigrate migrate`` under their long names (dashes or underscores); the
     flags are added from ``workers.drivers.flags.Flag`` (``MigrationIn``)."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        json_schema_extra={
+            "examples": [
+                {"domain": "web", "source": "hv01", "destination": "hv02", "live": True},
+                {
+                    "domain": "db",
+                    "source": "hv01",
+                    "destination": "hv03",
+                    "live": True,
+                    "copy-storage-all": True,
+                    "bandwidth": 500,
+                    "window": "nights",
+                    "callback": "https://cloud.example.com/hooks/vmigrate/db",
+                },
+            ]
+        },
+    )
 
     domain: str = Field(min_length=1, max_length=64)
     source: str = Field(min_length=1, max_length=63)
@@ -36,6 +55,13 @@ class MigrationFields(BaseModel):
     not_before: str | None = Field(default=None, alias="not-before")
     deadline: str | None = None
     flags: list[str] = Field(default_factory=list, max_length=16)
+    callback: str | None = Field(
+        default=None,
+        max_length=MAX_URL_LENGTH,
+        description="a URL under the fleet's webhook allow-list: it receives each state change "
+        "of this migration as a signed JSON POST (see docs/webhooks.md)",
+        examples=["https://cloud.example.com/hooks/vmigrate"],
+    )
     migrate_disks: list[str] | None = Field(
         default=None,
         alias="migrate-disks",
@@ -67,9 +93,15 @@ class ErrorOut(BaseModel):
     error: ErrorDetail
 
 
-def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+#: An error answer's body in the OpenAPI document, for an operation whose success is not JSON
+#: (FastAPI would document its errors in the success's media type).
+ERROR_JSON = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+
+
+def errors(*statuses: int, streams: bool = False) -> dict[int | str, dict[str, Any]]:
     """The error answers an operation can give, for its OpenAPI document: every operation can
-    answer 401 (no valid bearer token) and 422 (a parameter or body outside its schema)."""
+    answer 401 (no valid bearer token) and 422 (a parameter or body outside its schema).
+    ``streams``: the operation's success is an event stream, its errors still JSON."""
     meaning = {
         400: "refused before any host acted; `code` says why",
         401: "no valid bearer token (`Authorization: Bearer TOKEN`)",
@@ -77,9 +109,9 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
         409: "the id is taken, or the migration's state forbids it",
         422: "a parameter or the body does not match its schema",
     }
+    body: dict[str, Any] = {"content": ERROR_JSON} if streams else {"model": ErrorOut}
     return {
-        status: {"model": ErrorOut, "description": meaning[status]}
-        for status in sorted({401, 422, *statuses})
+        status: {**body, "description": meaning[status]} for status in sorted({401, 422, *statuses})
     }
 
 
@@ -107,4 +139,5 @@ def request_from(body: MigrationFields) -> Any:
         window=body.window,
         not_before=body.not_before,
         deadline=body.deadline,
+        callback=body.callback,
     )

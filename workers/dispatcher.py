@@ -11,6 +11,7 @@ from broker.queues import DISPATCHER
 from tasks.runtime import runtime
 from tasks.ticker import run_ticker
 from workers.service import observability, run_celery_worker, warn_if_volatile
+from workers.webhooks import run_webhooks, wanted
 
 
 def run_dispatcher(
@@ -29,6 +30,11 @@ def run_dispatcher(
     stop = threading.Event()
     if ticker:
         threading.Thread(target=run_ticker, args=(stop,), daemon=True, name="ticker").start()
+    rt = runtime()
+    if wanted(rt.settings):
+        threading.Thread(
+            target=run_webhooks, args=(stop, rt.redis, rt.settings), daemon=True, name="webhooks"
+        ).start()
     try:
         run_celery_worker(DISPATCHER, f"dispatcher-{os.getpid()}@vmigrate", loglevel)
     finally:
