@@ -14,14 +14,16 @@ from kombu import Queue
 
 from broker import queues
 from broker.embedded import home_directory, resolve_broker_url
+from broker.sentinel import SentinelURL, is_sentinel, parse_sentinel_url, sentinel_kwargs
 from broker.settings import Settings, load_settings
+from broker.transport import use_for_sentinel_urls
 
 TASK_MODULES = ["tasks.entrypoints"]
 __all__ = ["create_app", "get_app", "home_directory", "resolve_broker_url"]
 
 
 def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
-    transport = {
+    transport: dict[str, Any] = {
         "visibility_timeout": settings.visibility_timeout,
         "socket_timeout": 30,
         "socket_connect_timeout": 10,
@@ -51,7 +53,24 @@ def celery_config(settings: Settings, broker_url: str) -> dict[str, Any]:
         "worker_enable_remote_control": True,
         "broker_pool_limit": 10,
     }
+    if is_sentinel(broker_url):
+        use_for_sentinel_urls()
+        address = parse_sentinel_url(broker_url)
+        config.update(_sentinel_config(address))
+        transport["master_name"] = settings.sentinel_master
+        transport["sentinel_kwargs"] = sentinel_kwargs(address, settings.sentinel_password)
     config.update(settings.celery)
+    return config
+
+
+def _sentinel_config(address: SentinelURL) -> dict[str, Any]:
+    """kombu's Sentinel transport, given what broker/sentinel.py read from the URL."""
+    config: dict[str, Any] = {
+        "broker_url": address.kombu_url(),
+        "broker_transport": "broker.transport:SentinelTransport",
+    }
+    if address.tls:
+        config["broker_use_ssl"] = address.tls_options()
     return config
 
 

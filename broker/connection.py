@@ -1,18 +1,25 @@
 """One broker URL, two clients: Celery's (kombu) and vmigrate's own redis-py client.
 
-Accepted forms: ``redis://[user:pass@]host:port/db``, ``rediss://...`` (TLS) and
-``redis+socket:///path/to/redis.sock?virtual_host=db`` (a Unix socket, used by the embedded broker).
+Accepted forms: ``redis://[user:pass@]host:port/db``, ``rediss://...`` (TLS),
+``redis+socket:///path/to/redis.sock?virtual_host=db`` (a Unix socket, used by the embedded broker)
+and ``sentinel://s1:26379;sentinel://s2:26379;...`` (Redis behind Sentinel, broker/sentinel.py).
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TypeAlias
+from typing import Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
+from broker.sentinel import SentinelURL, is_sentinel, parse_sentinel_url, sentinel_kwargs
 from broker.settings import ConfigError
 
 #: A client that decodes replies to str (every vmigrate key holds text).
@@ -34,35 +41,82 @@ def redis_py_url(broker_url: str) -> str:
         db = query.get("virtual_host", query.get("db", ["0"]))[0]
         return f"unix://{parts.path}?db={db}"
     raise ConfigError(
-        f"unsupported broker URL scheme {parts.scheme!r}: use redis://, rediss:// or redis+socket://"
+        f"unsupported broker URL scheme {parts.scheme!r}: use redis://, rediss://, "
+        "redis+socket:// or sentinel://"
     )
 
 
+#: How each client connects, wherever the URL points.
+_CONNECTION: dict[str, Any] = {
+    "socket_connect_timeout": 5,
+    "socket_timeout": 30,
+    "health_check_interval": 25,
+}
+#: Behind Sentinel, a command that meets a dead or demoted master is sent again (to the master
+#: the sentinels name then) for about as long as a failover takes.
+FAILOVER_RETRIES = 12
+
+
 @functools.lru_cache(maxsize=8)
-def redis_client(broker_url: str) -> Client:
-    """A shared, thread-safe client (connection pool) for ``broker_url``; strings are decoded."""
+def redis_client(broker_url: str, master: str = "vmigrate", sentinel_password: str = "") -> Client:
+    """A shared, thread-safe client (connection pool) for ``broker_url``; strings are decoded.
+    ``master`` and ``sentinel_password``: for a ``sentinel://`` URL (broker/sentinel.py)."""
+    if is_sentinel(broker_url):
+        return _sentinel_client(parse_sentinel_url(broker_url), master, sentinel_password)
     client: Client = redis.Redis.from_url(
-        redis_py_url(broker_url),
-        decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
-        health_check_interval=25,
-        retry_on_timeout=True,
+        redis_py_url(broker_url), decode_responses=True, retry_on_timeout=True, **_CONNECTION
     )
     return client
 
 
-def async_redis_client(broker_url: str) -> redis.asyncio.Redis:
+def _tls(address: SentinelURL) -> dict[str, Any]:
+    return {"ssl": True, **address.tls_options()} if address.tls else {}
+
+
+def _sentinel_client(address: SentinelURL, master: str, sentinel_password: str) -> Client:
+    watchers = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(address.sentinels), sentinel_kwargs=sentinel_kwargs(address, sentinel_password)
+    )
+    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), FAILOVER_RETRIES)
+    client: Client = watchers.master_for(  # type: ignore[no-untyped-call]
+        master,
+        decode_responses=True,
+        db=address.db,
+        username=address.username,
+        password=address.password,
+        retry=retry,
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
+        **_CONNECTION,
+        **_tls(address),
+    )
+    return client
+
+
+def async_redis_client(
+    broker_url: str, master: str = "vmigrate", sentinel_password: str = ""
+) -> redis.asyncio.Redis:
     """An asyncio client for ``broker_url`` (the API's event streams), made like ``redis_client``;
     one per event loop."""
-    return redis.asyncio.Redis.from_url(
-        redis_py_url(broker_url),
-        decode_responses=True,
-        socket_connect_timeout=5,
-        socket_timeout=30,
-        health_check_interval=25,
-        retry_on_timeout=True,
+    if not is_sentinel(broker_url):
+        return redis.asyncio.Redis.from_url(
+            redis_py_url(broker_url), decode_responses=True, retry_on_timeout=True, **_CONNECTION
+        )
+    address = parse_sentinel_url(broker_url)
+    watchers = redis.asyncio.sentinel.Sentinel(  # type: ignore[no-untyped-call]
+        list(address.sentinels), sentinel_kwargs=sentinel_kwargs(address, sentinel_password)
     )
+    client: redis.asyncio.Redis = watchers.master_for(
+        master,
+        decode_responses=True,
+        db=address.db,
+        username=address.username,
+        password=address.password,
+        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=2.0, base=0.1), FAILOVER_RETRIES),
+        retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
+        **_CONNECTION,
+        **_tls(address),
+    )
+    return client
 
 
 def persistence_warning(client: Client) -> str | None:

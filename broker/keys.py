@@ -156,3 +156,8 @@ def webhook_retry(receiver: str) -> str:
 def webhook_lease(receiver: str) -> str:
     """Held (expiring) by the one dispatcher delivering to a receiver, which keeps them in order."""
     return f"{PREFIX}:webhook:{receiver}:lease"
+
+
+def replication_mark() -> str:
+    """Written just before a ``WAIT``, so the wait covers every write made before it."""
+    return f"{PREFIX}:replication-mark"

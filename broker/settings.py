@@ -26,6 +26,13 @@ def env(default: Any, name: str, sep: str = ":") -> Any:
 class Settings:
     #: Broker and state store. ``None`` means the embedded broker (see broker/embedded.py).
     broker_url: str | None = env(None, "VMIGRATE_BROKER_URL")
+    #: Behind Sentinel (a ``sentinel://`` broker URL): the name of the master the sentinels watch,
+    #: and the sentinels' own password, if they have one (``requirepass`` in sentinel.conf).
+    sentinel_master: str = env("vmigrate", "VMIGRATE_SENTINEL_MASTER")
+    sentinel_password: str = env("", "VMIGRATE_SENTINEL_PASSWORD")
+    #: When the Redis master has replicas, a submission is acknowledged once one of them holds
+    #: it, or after this many seconds (then with a warning): what a failover cannot lose.
+    replica_ack_timeout: float = env(1.0, "VMIGRATE_REPLICA_ACK_TIMEOUT")
     #: Seconds between two host heartbeats.
     heartbeat_interval: float = env(2.0, "VMIGRATE_HEARTBEAT_INTERVAL")
     #: A host whose last heartbeat is older than this is shown as dead and gets no new work.

@@ -36,11 +36,17 @@ class Runtime:
     keyring: Keyring
 
 
+def client_for(settings: Settings) -> Client:
+    """The shared Redis client of the configured broker (or of the embedded one)."""
+    url = resolve_broker_url(settings)
+    return redis_client(url, settings.sentinel_master, settings.sentinel_password)
+
+
 @functools.cache
 def records() -> Records:
     """Settings, Redis and the record store of this process, without Celery."""
     settings = load_settings()
-    client = redis_client(resolve_broker_url(settings))
+    client = client_for(settings)
     return Records(settings, client, RecordStore(client, settings.record_ttl))
 
 
@@ -51,6 +57,6 @@ def runtime() -> Runtime:
     app = get_app()
 
     settings: Settings = app.vmigrate_settings
-    client = redis_client(resolve_broker_url(settings))
+    client = client_for(settings)
     keyring = load_keyring(settings.signing_keys, settings.signing_key_id, home_directory())
     return Runtime(app, settings, client, RecordStore(client, settings.record_ttl), keyring)

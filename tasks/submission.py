@@ -7,6 +7,7 @@ raises ``Refused`` with a stable code and touches neither host.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from broker.callback_urls import BadURL, allowed
 from broker.connection import Client
 from broker.queues import InvalidHostName, check_host_name
+from broker.replication import held_by_a_replica
 from broker.settings import Settings
 from tasks import domain_guard
 from tasks.admission import Limits, release_slot, take_slots
@@ -42,6 +44,8 @@ from workers import domxml, safexml
 from workers.disks import DiskSelectionError, check_inventory_disks
 from workers.drivers.base import OFFLINE
 from workers.drivers.flags import COPY_STORAGE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -300,7 +304,15 @@ def submit(request: MigrationRequest, rt: Runtime | None = None) -> MigrationRec
         callback=request.callback,
     )
     entry.id = record.id
-    return _admit_or_queue(rt, record, entry)
+    accepted = _admit_or_queue(rt, record, entry)
+    if held_by_a_replica(rt.redis, rt.settings.replica_ack_timeout) is False:
+        log.warning(
+            "migration %s: no Redis replica acknowledged it within %.1f s; a failover now "
+            "could lose it",
+            record.id,
+            rt.settings.replica_ack_timeout,
+        )
+    return accepted
 
 
 def _admit_or_queue(rt: Runtime, record: MigrationRecord, entry: QueueEntry) -> MigrationRecord:

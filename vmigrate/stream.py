@@ -55,8 +55,8 @@ def start_stream(
 
 
 @functools.cache
-def _client(broker_url: str) -> redis.asyncio.Redis:
-    return async_redis_client(broker_url)
+def _client(broker_url: str, master: str, sentinel_password: str) -> redis.asyncio.Redis:
+    return async_redis_client(broker_url, master, sentinel_password)
 
 
 async def follow(found: Records, start: StreamStart) -> AsyncIterator[dict[str, str]]:
@@ -65,7 +65,10 @@ async def follow(found: Records, start: StreamStart) -> AsyncIterator[dict[str, 
         yield start.snapshot
         if start.until is not None:
             return
-    client = _client(resolve_broker_url(found.settings))
+    settings = found.settings
+    client = _client(
+        resolve_broker_url(settings), settings.sentinel_master, settings.sentinel_password
+    )
     position = start.after
     while True:
         block = None if start.until is not None else BLOCK_MS

@@ -1,0 +1,288 @@
+"""Redis behind Sentinel loses its master mid-stream, twice: the fleet follows the failover by
+itself, and every acknowledged migration ends with its VM on exactly one host.
+
+Real processes on loopback: a master, a replica and three sentinels (redis-server, on ports of
+this test's own), four sim hosts and two dispatchers on a ``sentinel://`` broker URL, and the
+CLI submitting a stream of migrations, some queued for a few seconds later.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import redis
+
+from broker import keys
+from broker.connection import redis_client
+from tasks.record import epoch
+from tasks.registry import read_inventory
+from tasks.store import RecordStore
+from tests.conftest import FAST_RECOVERY, require_redis
+from tests.helpers import cli, max_in_flight, vm_xml
+from tests.redis_server import launch_redis, on_free_port, private_args
+
+HOSTS = ["sa", "sb", "sc", "sd"]
+VMS = [f"svm{i}" for i in range(8)]
+MASTER = "vmigrate"
+
+
+def plain(port: int) -> redis.Redis:
+    return redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5)
+
+
+@dataclass
+class Bed:
+    """The Redis servers and sentinels, each ended by its pid."""
+
+    directory: Path
+    servers: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+    sentinels: list[int] = field(default_factory=list)
+
+    def start_server(self, port: int, *extra: str) -> None:
+        data = self.directory / f"redis-{port}"
+        data.mkdir(exist_ok=True)
+        self.servers[port] = launch_redis(private_args(port, data, *extra), plain(port))
+
+    def start_sentinel(self, port: int, master_port: int) -> None:
+        conf = self.directory / f"sentinel-{port}.conf"
+        conf.write_text(
+            f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"sentinel monitor {MASTER} 127.0.0.1 {master_port} 2\n"
+            f"sentinel down-after-milliseconds {MASTER} 1000\n"
+            f"sentinel failover-timeout {MASTER} 6000\n"
+            f"sentinel parallel-syncs {MASTER} 1\n"
+        )
+        self.servers[port] = launch_redis([str(conf), "--sentinel"], plain(port))
+        self.sentinels.append(port)
+
+    def kill(self, port: int) -> None:
+        proc = self.servers.pop(port)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def master_port(self) -> int:
+        _host, port = plain(self.sentinels[0]).sentinel_get_master_addr_by_name(MASTER)
+        return int(port)
+
+    def url(self) -> str:
+        return ";".join(f"sentinel://127.0.0.1:{p}" for p in self.sentinels) + "/0"
+
+    def stop(self) -> None:
+        for port in list(self.servers):
+            self.kill(port)
+
+
+def until(check, what: str, timeout: float = 60.0, every: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout} s")
+
+
+def watching(bed: Bed, replicas: int) -> bool:
+    """Every sentinel knows the master, its replicas and the two other sentinels."""
+    for port in bed.sentinels:
+        s = plain(port)
+        if len(s.sentinel_sentinels(MASTER)) < 2 or len(s.sentinel_slaves(MASTER)) < replicas:
+            return False
+        ok = [r for r in s.sentinel_slaves(MASTER) if "s_down" not in r["flags"]]
+        if len(ok) < replicas:
+            return False
+    return True
+
+
+@pytest.fixture
+def bed(tmp_path):
+    require_redis()
+    from tests.redis_server import free_port
+
+    bed = Bed(tmp_path)
+    try:
+        master, replica = free_port(), free_port()
+        bed.start_server(master)
+        bed.start_server(replica, "--replicaof", "127.0.0.1", str(master))
+        for _ in range(3):
+            on_free_port(lambda port: bed.start_sentinel(port, master))
+        until(lambda: watching(bed, 1), "the sentinels watching the master and replica")
+        yield bed
+    finally:
+        bed.stop()
+
+
+@dataclass
+class Stream:
+    """The CLI submitting migrations as an operator's tool would, and what it was told."""
+
+    env: dict[str, str]
+    home: Path
+    store: RecordStore
+    acknowledged: list[str] = field(default_factory=list)
+    calls: list[tuple[float, float, bool]] = field(default_factory=list)  # start, end, accepted
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def submit(self, vm: str, source: str, destination: str, *extra: str) -> None:
+        start = time.time()
+        done = cli(
+            self.env, self.home, "migrate", vm, "--from", source, "--to", destination,
+            "--live", *extra, timeout=120,
+        )  # fmt: skip
+        accepted = done.returncode == 0
+        self.calls.append((start, time.time(), accepted))
+        if accepted:
+            self.acknowledged.append(done.stdout.strip())
+
+    def run(self, location: dict[str, str]) -> None:
+        """Move each VM on, one migration in flight per VM, until told to stop."""
+        latest: dict[str, str] = {}
+        turn = 0
+        while not self.stop.is_set():
+            vm = VMS[turn % len(VMS)]
+            turn += 1
+            record = self.store.get(latest[vm]) if vm in latest else None
+            if record is not None and not record.terminal:
+                time.sleep(0.05)
+                continue
+            if record is not None:
+                location[vm] = record.vm_host or location[vm]
+            source = location[vm]
+            destination = HOSTS[(HOSTS.index(source) + 1 + turn % 3) % len(HOSTS)]
+            before = len(self.acknowledged)
+            extra = ()
+            if turn % 5 == 0:  # queued: due a few seconds from now
+                due = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)
+                extra = ("--not-before", due.isoformat())
+            self.submit(vm, source, destination, *extra)
+            if len(self.acknowledged) > before:
+                latest[vm] = self.acknowledged[-1]
+
+
+def wait_all_ended(store: RecordStore, ids: list[str], timeout: float = 180.0) -> list:
+    def ended():
+        records = [store.get(i) for i in ids]
+        return records if all(r is not None and r.terminal for r in records) else None
+
+    return until(ended, "every acknowledged migration ending", timeout, every=0.5)
+
+
+def one_host_each(client, records_by_vm) -> dict[str, str]:
+    """Where each VM runs: exactly one host, the one its last migration left it on."""
+    where: dict[str, list[str]] = {vm: [] for vm in VMS}
+    for host in HOSTS:
+        for dom in read_inventory(client, host) or []:
+            if dom["name"] in where and dom["state"] in ("running", "paused"):
+                where[dom["name"]].append(host)
+    assert all(len(hosts) == 1 for hosts in where.values()), where
+    return {vm: hosts[0] for vm, hosts in where.items()}
+
+
+def longest_outage(calls, killed: float) -> float:
+    """From the kill to the first submission started after it that was accepted."""
+    after = [end for start, end, ok in calls if ok and start >= killed]
+    return (min(after) - killed) if after else float("inf")
+
+
+def fail_over(bed: Bed, stream: Stream, after: int) -> tuple[float, float]:
+    """Once ``after`` migrations were acknowledged, SIGKILL the master; the sentinels promote the
+    replica; the old master comes back, as a replica. Returns when it was killed, and how long
+    the fleet accepted no submission after."""
+    until(lambda: len(stream.acknowledged) >= after, "a stream under way")
+    old = bed.master_port()
+    killed = time.time()
+    bed.kill(old)  # SIGKILL, mid-stream
+    until(lambda: bed.master_port() != old, "the sentinels promoting the replica", 30)
+    until(lambda: longest_outage(stream.calls, killed) < float("inf"), "a submission", 60)
+    outage = longest_outage(stream.calls, killed)
+    time.sleep(3)  # the subject: migrations run on the new master for a while
+    bed.start_server(old)
+    replication = lambda: plain(old).info("replication")  # noqa: E731
+    until(lambda: replication()["role"] == "slave", "the old master a replica again")
+    until(lambda: replication().get("master_link_status") == "up", "the old master in sync")
+    until(lambda: watching(bed, 1), "the sentinels watching the new pair")
+    return killed, outage
+
+
+def standstill(client, killed: float) -> float:
+    """How long no migration changed state across the kill (the events' own times)."""
+    times = sorted(epoch(fields["at"]) for _, fields in client.xrange(keys.events()))
+    before = max((t for t in times if t <= killed), default=killed)
+    after = min((t for t in times if t > killed), default=float("inf"))
+    return after - before
+
+
+def test_the_fleet_rides_out_two_sentinel_failovers(bed, tmp_path, record_property):
+    url = bed.url()
+    env = {
+        "VMIGRATE_BROKER_URL": url,
+        "VMIGRATE_SENTINEL_MASTER": MASTER,
+        **FAST_RECOVERY,
+        "VMIGRATE_CONFIG": "",
+    }
+    home = tmp_path / "home"
+    client = redis_client(url, MASTER)
+    store = RecordStore(client, 3600)
+    from vmigrate.fleet import LocalFleet
+
+    fleet = LocalFleet(env, home)
+    stream = Stream(env, home, store)
+    try:
+        for host in HOSTS:
+            fleet.start_host(host, "--link-mibps", "128")
+        fleet.start_dispatcher("dispatcher-1")
+        fleet.start_dispatcher("dispatcher-2")
+        fleet.wait_ready(client, HOSTS)
+        pids = {name: p.pid for name, p in fleet.processes.items()}
+        location = {}
+        for i, vm in enumerate(VMS):
+            path = tmp_path / f"{vm}.xml"
+            path.write_text(vm_xml(vm, memory_mib=256))
+            host = HOSTS[i % len(HOSTS)]
+            defined = cli(env, home, "define", host, str(path), "--start", timeout=60)
+            assert defined.returncode == 0, defined.stderr
+            location[vm] = host
+
+        submitter = threading.Thread(target=stream.run, args=(location,), daemon=True)
+        submitter.start()
+        kills = [fail_over(bed, stream, 6 * n) for n in (1, 2)]
+        stream.stop.set()
+        submitter.join(150)
+
+        records = wait_all_ended(store, list(stream.acknowledged))
+        assert len(set(stream.acknowledged)) == len(stream.acknowledged) >= 12
+        assert client.zcard(keys.migrations()) == len(stream.acknowledged)  # none lost, none extra
+        for r in records:
+            assert r.state in ("completed", "failed"), (r.id, r.state, r.error)
+            if r.state == "failed":
+                assert r.vm_host == r.source, (r.id, r.error)  # rolled back
+        last = {}
+        for r in sorted(records, key=lambda r: epoch(r.created)):
+            last[r.domain] = r
+        where = one_host_each(client, last)
+        assert all(where[vm] == last[vm].vm_host for vm in last), (where, last)
+        ran = [r for r in records if r.phases and all(p.ended for p in r.phases)]
+        fleet_peak, out_peak, in_peak = max_in_flight(ran)
+        assert fleet_peak <= 5 and max(out_peak.values()) <= 2 and max(in_peak.values()) <= 2
+        assert {n: p.pid for n, p in fleet.processes.items()} == pids  # nobody was restarted
+        assert all(p.poll() is None for p in fleet.processes.values())
+        completed = sum(r.state == "completed" for r in records)
+        refused = [outage for _, outage in kills]
+        still = [standstill(client, killed) for killed, _ in kills]
+        record_property("failover_no_submission_seconds", [round(o, 2) for o in refused])
+        record_property("failover_no_state_change_seconds", [round(s, 2) for s in still])
+        print(
+            f"\n{len(records)} migrations ({completed} completed) across two failovers; "
+            f"submissions accepted again {refused[0]:.1f} s and {refused[1]:.1f} s after the "
+            f"kill; no state changed for {still[0]:.1f} s and {still[1]:.1f} s"
+        )
+    finally:
+        stream.stop.set()
+        fleet.stop_all()
