@@ -1,4 +1,5 @@
-"""Host control commands (define, start, dumpxml): run on the host, answered through a Redis list.
+"""Host control commands (define, start, dumpxml, faults): run on the host, answered through a
+Redis list.
 
 The caller is a command-line process or the API, never a task, so it may wait for the answer;
 tasks themselves never wait on each other.
@@ -21,7 +22,7 @@ from workers.drivers.base import DriverError
 from workers.safexml import XMLRejected
 
 REPLY_TTL = 300
-ACTIONS = ("define", "start", "dumpxml")
+ACTIONS = ("define", "start", "dumpxml", "faults")
 
 
 def run_control(request_id: str, action: str, args: dict[str, Any], queue: str = "") -> None:
@@ -34,6 +35,8 @@ def run_control(request_id: str, action: str, args: dict[str, Any], queue: str =
             result = ctx.driver.start(str(args["name"])).as_dict()
         elif action == "dumpxml":
             result = ctx.driver.domain_xml(str(args["name"]))
+        elif action == "faults":
+            result = ctx.driver.set_faults([str(p) for p in args["phases"]])
         else:
             raise DriverError(f"unknown host command {action!r}", "UNKNOWN_COMMAND")
         reply = {"ok": True, "result": result}

@@ -17,6 +17,7 @@ from vmigrate.options import add_service_options
 from workers.drivers.flags import Flag
 from workers.drivers.registry import DRIVERS
 from workers.drivers.shared.config import HostConfig
+from workers.drivers.sim.knobs import FAULT_PHASES
 
 EXIT_REFUSED = 2
 EXIT_UNREACHABLE = 3
@@ -45,6 +46,12 @@ def _positive_int(text: str) -> int:
 def _disk_list(text: str) -> list[str]:
     """``--migrate-disks vda,vdb``: the targets, checked with the rest at submission."""
     return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _fault_phase(text: str) -> str:
+    if text not in FAULT_PHASES:
+        raise argparse.ArgumentTypeError(f"a phase is one of {', '.join(FAULT_PHASES)}")
+    return text
 
 
 def _positive_float(text: str) -> float:
@@ -94,6 +101,14 @@ def _add_worker(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
         help=f"host memory for guests (default {HostConfig.memory_mib})",
     )
     p.add_argument("--host-uuid", help="sim: host uuid (default: generated once, kept in state)")
+    p.add_argument(
+        "--fail-phase",
+        action="append",
+        choices=FAULT_PHASES,
+        default=[],
+        help="sim: fail this phase of every migration on this host (repeat; for fault tests; "
+        "`vmigrate fault` changes it while the worker runs)",
+    )
     p.add_argument(
         "--libvirt-uri",
         help="libvirt: the local libvirtd (default $VMIGRATE_LIBVIRT_URI or qemu:///system)",
@@ -154,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("domains", help="list a host's domains")
     p.add_argument("host")
     p.add_argument("--json", action="store_true")
+    p = sub.add_parser("fault", help="sim: make a host fail phases of every migration (tests)")
+    p.add_argument("host")
+    p.add_argument(
+        "phases",
+        nargs="*",
+        type=_fault_phase,
+        metavar="PHASE",
+        help=f"one of {', '.join(FAULT_PHASES)}; none: fail nothing any more",
+    )
     p = sub.add_parser("dumpxml", help="print a domain's XML")
     p.add_argument("host")
     p.add_argument("name")
@@ -186,6 +210,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "start": commands.start,
     "domains": commands.domains,
     "dumpxml": commands.dumpxml,
+    "fault": commands.fault,
     "migrate": commands.migrate,
     "show": commands.show,
     "list": commands.list_migrations,
@@ -197,13 +222,17 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from tasks.errors import VMigrateError  # noqa: PLC0415 (after argument errors, before work)
+    from broker.settings import ConfigError  # noqa: PLC0415 (after argument errors, before work)
+    from tasks.errors import VMigrateError  # noqa: PLC0415
 
     try:
         return HANDLERS[args.command](args)
     except VMigrateError as exc:
         print(f"vmigrate: {exc.message} [{exc.code}]", file=sys.stderr)
         return EXIT_UNREACHABLE if exc.code in commands.UNREACHABLE else EXIT_REFUSED
+    except ConfigError as exc:
+        print(f"vmigrate: configuration: {exc} [CONFIG_INVALID]", file=sys.stderr)
+        return EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
 

@@ -50,6 +50,10 @@ def worker(args: argparse.Namespace) -> int:
     from broker.embedded import home_directory  # noqa: PLC0415
     from workers.host import HostOptions, run_host_worker  # noqa: PLC0415
 
+    if args.fail_phase and args.driver != "sim":
+        from tasks.errors import Refused  # noqa: PLC0415
+
+        raise Refused("INVALID_OPTION", "--fail-phase is for the sim driver (fault tests) only")
     connect()
     options = HostOptions(
         hosts=tuple(args.host or [os.environ.get("VMIGRATE_HOST", "")]),
@@ -62,6 +66,7 @@ def worker(args: argparse.Namespace) -> int:
         libvirt_peer_uri=args.libvirt_peer_uri,
         memory_mib=args.memory_mib,
         host_uuid=args.host_uuid,
+        fail_phases=tuple(args.fail_phase),
         loglevel=args.loglevel,
         log_format=args.log_format,
         metrics_port=args.metrics_port,
@@ -126,6 +131,15 @@ def domains(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     output.emit(read_inventory(client, args.host) or [], args.json, output.domains_table)
+    return 0
+
+
+def fault(args: argparse.Namespace) -> int:
+    from tasks.host_commands import call_host  # noqa: PLC0415
+
+    connect()
+    failing = call_host(args.host, "faults", {"phases": args.phases})
+    print(f"host {args.host} fails: {', '.join(failing) or 'nothing'}")
     return 0
 
 

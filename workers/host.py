@@ -36,6 +36,7 @@ class HostOptions:
     state_dir: Path | None = None
     link_mibps: float | None = None  # sim only; None: the sim's own default
     time_scale: float | None = None  # sim only; None: the sim's own default
+    fail_phases: tuple[str, ...] = ()  # sim only: phases the host fails (--fail-phase)
     libvirt_uri: str | None = None  # libvirt only; None: the libvirt_uri setting
     libvirt_peer_uri: str | None = None  # libvirt only; None: the libvirt_peer_uri setting
     memory_mib: int = HostConfig.memory_mib
@@ -78,6 +79,8 @@ def _driver_extra(options: HostOptions, settings: Settings) -> dict[str, float |
         extra["link_mibps"] = options.link_mibps
     if options.time_scale is not None:
         extra["time_scale"] = options.time_scale
+    if options.fail_phases:
+        extra["fail_phases"] = ",".join(options.fail_phases)
     return extra
 
 

@@ -162,6 +162,22 @@ def test_faults_and_rollback_of_perform(tmp_path):
     assert states(a) == {"vm": "running"} and states(b) == {}
 
 
+def test_a_host_told_to_fail_v1_prepare_fails_it_and_can_be_told_otherwise(tmp_path):
+    from workers.drivers.sim.base import fault_phases
+
+    a, b = driver(tmp_path, "a"), driver(tmp_path, "b", faults=fault_phases("prepare"))
+    a.define(xml())
+    a.start("vm")
+    with pytest.raises(DriverError, match="fault injected in prepare by host b's --fail-phase"):
+        migrate(a, b, 1)  # v1: Prepare sees no XML, only the host can fail it
+    assert states(a) == {"vm": "running"} and states(b) == {}
+    assert b.set_faults([]) == []
+    migrate(a, b, 1, mid="m2")
+    assert states(b) == {"vm": "running"}
+    with pytest.raises(ValueError, match="not 'boot'"):
+        fault_phases("prepare,boot")
+
+
 def test_non_convergence_fails_and_resumes_the_source(tmp_path):
     a, b = driver(tmp_path, "a", link_mibps=1000, time_scale=0.001), driver(tmp_path, "b")
     a.define(xml(memory=1024, dirty=2000))

@@ -192,6 +192,11 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     def domain_xml(self, name: str) -> str: ...
 
+    def set_faults(self, phases: list[str]) -> list[str]:
+        """Make this host fail ``phases`` of every migration (``vmigrate fault``); the phases it
+        fails now. Only a test driver does (the sim); the others refuse."""
+        raise DriverError("this driver takes no injected faults", "UNSUPPORTED")
+
     # Source side --------------------------------------------------------------------------
     @abc.abstractmethod
     def begin(self, job: MigrationJob, xmlin: str | None) -> BeginResult:

@@ -8,7 +8,7 @@ it and then models the pre-copy in time; faults declared in a domain's metadata 
 from __future__ import annotations
 
 from workers.drivers.registry import DriverSettings
-from workers.drivers.sim.base import SimConfig
+from workers.drivers.sim.base import SimConfig, fault_phases
 from workers.drivers.sim.destination import SimDestination
 from workers.drivers.sim.source import SimSource
 
@@ -24,6 +24,7 @@ def from_settings(settings: DriverSettings) -> SimDriver:
             **settings.host_fields(),
             link_mibps=float(extra.get("link_mibps", SimConfig.link_mibps)),
             time_scale=float(extra.get("time_scale", SimConfig.time_scale)),
+            faults=fault_phases(str(extra.get("fail_phases", ""))),
         )
     )
 

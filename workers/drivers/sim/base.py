@@ -9,7 +9,16 @@ from workers.drivers.base import DomainInfo, DriverError, InjectedFault
 from workers.drivers.shared.config import HostConfig
 from workers.drivers.shared.host import HostDriver
 from workers.drivers.sim import stream
-from workers.drivers.sim.knobs import read_knobs
+from workers.drivers.sim.knobs import FAULT_PHASES, read_knobs
+
+
+def fault_phases(text: str) -> frozenset[str]:
+    """``prepare,finish``: the phases a host is told to fail (``--fail-phase``), checked."""
+    phases = frozenset(p.strip() for p in text.split(",") if p.strip())
+    unknown = sorted(phases - set(FAULT_PHASES))
+    if unknown:
+        raise ValueError(f"a sim host fails one of {', '.join(FAULT_PHASES)}, not {unknown[0]!r}")
+    return phases
 
 
 @dataclass(frozen=True)
@@ -20,6 +29,9 @@ class SimConfig(HostConfig):
     max_downtime_s: float = 0.3
     #: Simulated seconds per real second (benchmarks make transfers take no time).
     time_scale: float = 1.0
+    #: Phases this host fails, whatever the domain (``--fail-phase``; ``vmigrate fault`` changes
+    #: them while it runs), as nova's fake driver can be told to.
+    faults: frozenset[str] = frozenset()
 
 
 class SimBase(HostDriver):
@@ -29,11 +41,24 @@ class SimBase(HostDriver):
     def __init__(self, config: SimConfig) -> None:
         super().__init__(config)
         self._listeners: dict[str, stream.IncomingListener] = {}
+        self.faults = config.faults
 
-    @staticmethod
-    def _fault(xml: str | None, phase: str) -> None:
+    def set_faults(self, phases: list[str]) -> list[str]:
+        self.faults = fault_phases(",".join(phases))
+        return sorted(self.faults)
+
+    def _faulty(self, xml: str | None, phase: str) -> str | None:
+        """Why ``phase`` must fail (the host was told so, or the domain's metadata), or None."""
+        if phase in self.faults:
+            return f"fault injected in {phase} by host {self.config.host}'s --fail-phase"
         if phase in read_knobs(xml).faults:
-            raise InjectedFault(f"fault injected in {phase} by the domain's sim metadata")
+            return f"fault injected in {phase} by the domain's sim metadata"
+        return None
+
+    def _fault(self, xml: str | None, phase: str) -> None:
+        why = self._faulty(xml, phase)
+        if why:
+            raise InjectedFault(why)
 
     def _validate(self, dom: domxml.Domain) -> None:
         read_knobs(dom.xml)  # refuses knobs it cannot read

@@ -17,7 +17,6 @@ from workers.drivers.base import (
 )
 from workers.drivers.sim import stream
 from workers.drivers.sim.base import SimBase
-from workers.drivers.sim.knobs import read_knobs
 
 
 class SimDestination(SimBase):
@@ -35,11 +34,11 @@ class SimDestination(SimBase):
                 "xml": None,
                 "memory_kib": 0,
             }
+            self._fault(dom_xml, "prepare")  # v1 sends no XML: only the host's faults apply
             if dom_xml is not None:
                 dom = domxml.parse_domain(dom_xml)
                 if job.version == 3:
                     self._check_cookie(cookie, "prepare", job.domain, dom.uuid)
-                self._fault(dom_xml, "prepare")
                 incoming.update(
                     uuid=dom.uuid,
                     xml=domxml.renamed(dom.xml, job.dest_name),
@@ -109,10 +108,10 @@ class SimDestination(SimBase):
         return self._start_received(job, inc)
 
     def _start_received(self, job: MigrationJob, inc: dict[str, Any]) -> str:
-        faulty = "finish" in read_knobs(inc["xml"]).faults
+        faulty = self._faulty(inc["xml"], "finish")
         if faulty and job.version == 3:
             self._drop_incoming(job.migration_id, inc)
-            raise InjectedFault("fault injected in finish by the domain's sim metadata")
+            raise InjectedFault(faulty)
         dom = domxml.parse_domain(inc["xml"])
         existing = self.state.domains.get(dom.name)
         state: DomainState
@@ -126,10 +125,7 @@ class SimDestination(SimBase):
         inc["status"] = "finished"
         inc["result_cookie"] = self._cookie(job.domain, dom.uuid)
         if faulty:  # v1/v2: left paused "in case admin can fix things up", as libvirt does
-            raise InjectedFault(
-                "fault injected in finish by the domain's sim metadata; "
-                "the guest is left paused on the destination"
-            )
+            raise InjectedFault(f"{faulty}; the guest is left paused on the destination")
         return str(inc["result_cookie"])
 
     def _drop_incoming(self, migration_id: str, inc: dict[str, Any]) -> None:

@@ -69,7 +69,7 @@ class SimSource(SimBase):
 
     def _start_transfer(self, job: MigrationJob, out: dict[str, Any], dom: dict[str, Any]) -> None:
         plan = self._plan(job, out["xml"], dom["memory_kib"])
-        failing = "perform" in read_knobs(out["xml"]).faults
+        failing = self._faulty(out["xml"], "perform")
         out.update(
             started_at=time.time(),
             duration=plan.duration,
@@ -78,6 +78,7 @@ class SimSource(SimBase):
             transferred=plan.transferred,
             converges=plan.converges,
             fail_at=plan.duration / 2 if failing else None,
+            fail_why=failing,
         )
         if LIVE not in job.flags:
             dom["state"] = "paused"
@@ -95,7 +96,7 @@ class SimSource(SimBase):
                     out,
                     dom,
                     "INJECTED_FAULT",
-                    "fault injected in perform by the domain's sim metadata",
+                    out.get("fail_why") or "fault injected in perform by the domain's sim metadata",
                 )
             if not out["converges"] and elapsed >= out["duration"]:
                 return self._fail_transfer(
