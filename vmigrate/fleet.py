@@ -18,8 +18,18 @@ from broker.connection import Client
 
 
 class LocalFleet:
-    def __init__(self, env: dict[str, str], home: Path, log_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        env: dict[str, str],
+        home: Path,
+        log_dir: Path | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        """``python``: the interpreter whose vmigrate runs the processes; another one than this
+        process's (another release's virtual environment, for upgrade tests) runs with ``-P``,
+        so the modules of a checkout in the current directory are never found first."""
         self.env = {**os.environ, **env, "VMIGRATE_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+        self.python = python
         self.home = home
         self.log_dir = log_dir or home / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -29,8 +39,9 @@ class LocalFleet:
         self, name: str, args: list[str], env: dict[str, str] | None = None
     ) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child owns it)
+        isolated = ["-P"] if self.python != sys.executable else []
         proc = subprocess.Popen(
-            [sys.executable, "-m", "vmigrate.cli", *args],
+            [self.python, *isolated, "-m", "vmigrate.cli", *args],
             env={**self.env, **(env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
