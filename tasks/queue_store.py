@@ -10,6 +10,7 @@ import json
 from broker import keys
 from broker.connection import Client, text
 from tasks.admission import line_score
+from tasks.compat import known_fields
 from tasks.release_rules import QueueEntry, line_of
 
 
@@ -61,4 +62,5 @@ def queue_page(
     vanished = [i for i, raw in zip(ids, found, strict=True) if raw is None]
     if vanished:
         dequeue(client, vanished)
-    return [QueueEntry(**json.loads(raw)) for raw in found if raw is not None], more
+    entries = [QueueEntry(**known_fields(QueueEntry, json.loads(raw))) for raw in found if raw]
+    return entries, more

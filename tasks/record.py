@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from tasks.compat import known_fields
 from tasks.states import TERMINAL, State, check_transition
 
 
@@ -125,12 +126,7 @@ class MigrationRecord:
         data = orjson.loads(text)
         step = data.pop("step")
         phases = data.pop("phases")
-        record = cls(**_known(cls, data))
-        record.step = StepState(**_known(StepState, step)) if step else None
-        record.phases = [PhaseRun(**_known(PhaseRun, p)) for p in phases]
+        record = cls(**known_fields(cls, data))
+        record.step = StepState(**known_fields(StepState, step)) if step else None
+        record.phases = [PhaseRun(**known_fields(PhaseRun, p)) for p in phases]
         return record
-
-
-def _known(kind: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = {f.name for f in dataclasses.fields(kind)}
-    return {k: v for k, v in data.items() if k in names}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from typing import Any
 
 from broker import keys
 from broker.connection import Client, text
+from tasks.compat import known_fields
 from tasks.record import now_iso
 
 
@@ -56,9 +57,7 @@ class HostInfo:
     def from_json(cls, found: str | bytes, **known: Any) -> HostInfo:
         """A registration as stored; fields a newer release added are ignored, missing ones
         take their defaults."""
-        names = {f.name for f in fields(cls)}
-        data = {k: v for k, v in json.loads(found).items() if k in names}
-        return cls(**{**data, **known})
+        return cls(**{**known_fields(cls, json.loads(found)), **known})
 
 
 def register(client: Client, info: HostInfo, ttl: float, alive: bool = True) -> None:
