@@ -26,15 +26,47 @@ from tasks.registry import read_inventory
 from tasks.store import RecordStore
 from tests.conftest import FAST_RECOVERY, require_redis
 from tests.helpers import cli, max_in_flight, vm_xml
-from tests.redis_server import launch_redis, on_free_port, private_args
+from tests.redis_server import launch_redis, on_free_port
 
 HOSTS = ["sa", "sb", "sc", "sd"]
 VMS = [f"svm{i}" for i in range(8)]
 MASTER = "vmigrate"
 
 
-def plain(port: int) -> redis.Redis:
-    return redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5)
+@dataclass(frozen=True)
+class Security:
+    """Passwords and TLS of the bed; none by default."""
+
+    password: str = ""  # the master's and replica's (requirepass, masterauth)
+    sentinel_password: str = ""  # the sentinels' own (requirepass)
+    certificates: tuple[Path, Path, Path] | None = None  # CA, certificate, key (all servers)
+
+    def client_options(self, sentinel: bool) -> dict[str, object]:
+        options: dict[str, object] = {"decode_responses": True, "socket_connect_timeout": 0.5}
+        password = self.sentinel_password if sentinel else self.password
+        if password:
+            options["password"] = password
+        if self.certificates:
+            ca = str(self.certificates[0])
+            options.update(ssl=True, ssl_ca_certs=ca, ssl_cert_reqs="required")
+        return options
+
+    def server_lines(self) -> list[str]:
+        """Configuration lines every server of the bed shares (TLS)."""
+        if not self.certificates:
+            return []
+        ca, cert, key = self.certificates
+        return [
+            f"tls-cert-file {cert}",
+            f"tls-key-file {key}",
+            f"tls-ca-cert-file {ca}",
+            "tls-auth-clients no",
+            "tls-replication yes",
+        ]
+
+
+def plain(port: int, security: Security = Security(), sentinel: bool = False) -> redis.Redis:
+    return redis.Redis(port=port, **security.client_options(sentinel))  # type: ignore[arg-type]
 
 
 @dataclass
@@ -42,24 +74,49 @@ class Bed:
     """The Redis servers and sentinels, each ended by its pid."""
 
     directory: Path
+    security: Security = Security()
     servers: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
     sentinels: list[int] = field(default_factory=list)
 
-    def start_server(self, port: int, *extra: str) -> None:
+    def _listen(self, port: int) -> list[str]:
+        if self.security.certificates:
+            return ["port 0", f"tls-port {port}"]
+        return [f"port {port}"]
+
+    def start_server(self, port: int, *lines: str) -> None:
         data = self.directory / f"redis-{port}"
         data.mkdir(exist_ok=True)
-        self.servers[port] = launch_redis(private_args(port, data, *extra), plain(port))
+        conf = data / "redis.conf"
+        password = self.security.password
+        auth = [f"requirepass {password}", f"masterauth {password}"] if password else []
+        base = [*self._listen(port), "bind 127.0.0.1", 'save ""', "appendonly no", f"dir {data}"]
+        settings = [*base, *self.security.server_lines(), *auth, *lines]
+        conf.write_text("\n".join(settings) + "\n")
+        self.servers[port] = launch_redis([str(conf)], plain(port, self.security))
 
     def start_sentinel(self, port: int, master_port: int) -> None:
         conf = self.directory / f"sentinel-{port}.conf"
-        conf.write_text(
-            f"port {port}\nbind 127.0.0.1\ndir {self.directory}\n"
-            f"sentinel monitor {MASTER} 127.0.0.1 {master_port} 2\n"
-            f"sentinel down-after-milliseconds {MASTER} 1000\n"
-            f"sentinel failover-timeout {MASTER} 6000\n"
-            f"sentinel parallel-syncs {MASTER} 1\n"
+        lines = [
+            *self._listen(port),
+            "bind 127.0.0.1",
+            f"dir {self.directory}",
+            f"sentinel monitor {MASTER} 127.0.0.1 {master_port} 2",
+            f"sentinel down-after-milliseconds {MASTER} 1000",
+            f"sentinel failover-timeout {MASTER} 6000",
+            f"sentinel parallel-syncs {MASTER} 1",
+            *self.security.server_lines(),
+        ]
+        if self.security.password:
+            lines.append(f"sentinel auth-pass {MASTER} {self.security.password}")
+        if self.security.sentinel_password:
+            lines += [
+                f"requirepass {self.security.sentinel_password}",
+                f"sentinel sentinel-pass {self.security.sentinel_password}",
+            ]
+        conf.write_text("\n".join(lines) + "\n")
+        self.servers[port] = launch_redis(
+            [str(conf), "--sentinel"], plain(port, self.security, sentinel=True)
         )
-        self.servers[port] = launch_redis([str(conf), "--sentinel"], plain(port))
         self.sentinels.append(port)
 
     def kill(self, port: int) -> None:
@@ -67,12 +124,24 @@ class Bed:
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
 
+    def sentinel(self, port: int) -> redis.Redis:
+        return plain(port, self.security, sentinel=True)
+
+    def server(self, port: int) -> redis.Redis:
+        return plain(port, self.security)
+
     def master_port(self) -> int:
-        _host, port = plain(self.sentinels[0]).sentinel_get_master_addr_by_name(MASTER)
+        _host, port = self.sentinel(self.sentinels[0]).sentinel_get_master_addr_by_name(MASTER)
         return int(port)
 
     def url(self) -> str:
-        return ";".join(f"sentinel://127.0.0.1:{p}" for p in self.sentinels) + "/0"
+        auth = f":{self.security.password}@" if self.security.password else ""
+        parts = [f"sentinel://127.0.0.1:{p}" for p in self.sentinels]
+        parts[0] = parts[0].replace("sentinel://", f"sentinel://{auth}")
+        tls = ""
+        if self.security.certificates:
+            tls = f"?ssl_cert_reqs=required&ssl_ca_certs={self.security.certificates[0]}"
+        return ";".join(parts) + "/0" + tls
 
     def stop(self) -> None:
         for port in list(self.servers):
@@ -92,7 +161,7 @@ def until(check, what: str, timeout: float = 60.0, every: float = 0.1):
 def watching(bed: Bed, replicas: int) -> bool:
     """Every sentinel knows the master, its replicas and the two other sentinels."""
     for port in bed.sentinels:
-        s = plain(port)
+        s = bed.sentinel(port)
         if len(s.sentinel_sentinels(MASTER)) < 2 or len(s.sentinel_slaves(MASTER)) < replicas:
             return False
         ok = [r for r in s.sentinel_slaves(MASTER) if "s_down" not in r["flags"]]
@@ -101,19 +170,29 @@ def watching(bed: Bed, replicas: int) -> bool:
     return True
 
 
-@pytest.fixture
-def bed(tmp_path):
-    require_redis()
+def start_bed(directory: Path, security: Security = Security()) -> Bed:
+    """A master, its replica and three sentinels watching them."""
     from tests.redis_server import free_port
 
-    bed = Bed(tmp_path)
+    bed = Bed(directory, security)
     try:
         master, replica = free_port(), free_port()
         bed.start_server(master)
-        bed.start_server(replica, "--replicaof", "127.0.0.1", str(master))
+        bed.start_server(replica, f"replicaof 127.0.0.1 {master}")
         for _ in range(3):
             on_free_port(lambda port: bed.start_sentinel(port, master))
         until(lambda: watching(bed, 1), "the sentinels watching the master and replica")
+    except BaseException:
+        bed.stop()
+        raise
+    return bed
+
+
+@pytest.fixture
+def bed(tmp_path):
+    require_redis()
+    bed = start_bed(tmp_path)
+    try:
         yield bed
     finally:
         bed.stop()
@@ -204,7 +283,7 @@ def fail_over(bed: Bed, stream: Stream, after: int) -> tuple[float, float]:
     outage = longest_outage(stream.calls, killed)
     time.sleep(3)  # the subject: migrations run on the new master for a while
     bed.start_server(old)
-    replication = lambda: plain(old).info("replication")  # noqa: E731
+    replication = lambda: bed.server(old).info("replication")  # noqa: E731
     until(lambda: replication()["role"] == "slave", "the old master a replica again")
     until(lambda: replication().get("master_link_status") == "up", "the old master in sync")
     until(lambda: watching(bed, 1), "the sentinels watching the new pair")
@@ -286,3 +365,51 @@ def test_the_fleet_rides_out_two_sentinel_failovers(bed, tmp_path, record_proper
     finally:
         stream.stop.set()
         fleet.stop_all()
+
+
+def test_passwords_and_tls_hold_for_redis_and_the_sentinels_across_a_failover(tmp_path):
+    require_redis()
+    from tests.integration.test_redis_tls import make_certificates
+    from vmigrate.fleet import LocalFleet
+
+    security = Security("redis-secret", "sentinel-secret", make_certificates(tmp_path))
+    bed = start_bed(tmp_path, security)
+    home = tmp_path / "home"
+    env = {
+        "VMIGRATE_BROKER_URL": bed.url(),
+        "VMIGRATE_SENTINEL_PASSWORD": security.sentinel_password,
+        **FAST_RECOVERY,
+        "VMIGRATE_CONFIG": "",
+    }
+    fleet = LocalFleet(env, home)
+    try:
+        master = bed.master_port()
+        with pytest.raises(redis.AuthenticationError):
+            plain(master, Security(certificates=security.certificates)).ping()  # no password
+        with pytest.raises(redis.ConnectionError):
+            plain(master, Security(password=security.password)).ping()  # no TLS
+        client = redis_client(bed.url(), MASTER, security.sentinel_password)
+        fleet.start_host("ta")
+        fleet.start_host("tb")
+        fleet.start_dispatcher()
+        fleet.wait_ready(client, ["ta", "tb"])
+        path = tmp_path / "tvm.xml"
+        path.write_text(vm_xml("tvm"))
+        assert cli(env, home, "define", "ta", str(path), "--start").returncode == 0
+        there = cli(env, home, "migrate", "tvm", "--from", "ta", "--to", "tb", "--live", "--wait")
+        assert there.returncode == 0, there.stderr
+
+        bed.kill(master)
+        until(lambda: bed.master_port() != master, "the sentinels promoting the replica", 30)
+        back = cli(env, home, "migrate", "tvm", "--from", "tb", "--to", "ta", "--live", "--wait")
+        assert back.returncode == 0, back.stderr
+        running = [
+            host
+            for host in ("ta", "tb")
+            for dom in read_inventory(client, host) or []
+            if dom["name"] == "tvm" and dom["state"] == "running"
+        ]
+        assert running == ["ta"]
+    finally:
+        fleet.stop_all()
+        bed.stop()
