@@ -93,12 +93,12 @@ def scheduler_rounds_pass(rounds: int = 2, timeout: float = 30.0) -> None:
         wait_until(lambda: client.exists(keys.sweep_lock()), "a scheduler round", timeout)
 
 
-def wait_terminal(migration_id: str, timeout: float = 60.0) -> MigrationRecord:
+def wait_terminal(migration_id: str, timeout: float = 60.0, store: Any = None) -> MigrationRecord:
+    """The record once it ended; ``store``: another broker's (default: the session's)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        record = runtime().store.get(migration_id)
-        assert record is not None
-        if record.terminal:
+        record = (store or runtime().store).get(migration_id)
+        if record is not None and record.terminal:
             return record
         time.sleep(0.05)
     raise AssertionError(f"migration {migration_id} did not end within {timeout} s: {record}")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -91,3 +92,20 @@ def _answering(
     proc.kill()
     proc.wait(10)
     raise RuntimeError(f"redis-server {' '.join(args)} did not answer within {timeout} s")
+
+
+@contextlib.contextmanager
+def private_redis(directory: Path, *extra: str) -> Iterator[tuple[int, redis.Redis]]:
+    """A throwaway redis-server of the caller's own (``private_args``) on a free port, and a
+    client of it; ended by its pid on the way out."""
+
+    def start(port: int) -> tuple[subprocess.Popen[bytes], redis.Redis]:
+        client = redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5)
+        return launch_redis(private_args(port, directory, *extra), client), client
+
+    port, (proc, client) = on_free_port(start)
+    try:
+        yield port, client
+    finally:
+        proc.kill()
+        proc.wait(10)

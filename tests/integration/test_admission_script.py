@@ -6,29 +6,18 @@ from __future__ import annotations
 import json
 
 import pytest
-import redis
 
 from broker import keys
 from tasks.admission import Candidate, Limits, release_slot, slot_holders, take_slots
 from tests.conftest import require_redis
-from tests.redis_server import launch_redis, on_free_port, private_args
+from tests.redis_server import private_redis
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     require_redis()
-    directory = tmp_path_factory.mktemp("admission")
-
-    def start(port):
-        client = redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5)
-        return launch_redis(private_args(port, directory), client), client
-
-    _, (proc, client) = on_free_port(start)
-    try:
+    with private_redis(tmp_path_factory.mktemp("admission")) as (_port, client):
         yield client
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 @pytest.fixture

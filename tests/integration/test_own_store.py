@@ -8,7 +8,6 @@ import datetime as dt
 import tomllib
 
 import pytest
-import redis
 
 from broker.app import create_app
 from broker.queues import DISPATCHER
@@ -25,7 +24,7 @@ from tasks.store import RecordStore
 from tasks.submission import MigrationRequest, submit
 from tasks.windows import next_open
 from tests.conftest import CLOSED_AND_ALWAYS, require_redis
-from tests.redis_server import launch_redis, on_free_port, private_args
+from tests.redis_server import private_redis
 
 WINDOWS = tomllib.loads(CLOSED_AND_ALWAYS)["windows"]  # the suite's closed and open windows
 
@@ -33,12 +32,12 @@ WINDOWS = tomllib.loads(CLOSED_AND_ALWAYS)["windows"]  # the suite's closed and 
 @pytest.fixture
 def own(tmp_path):
     require_redis()
+    with private_redis(tmp_path) as (port, client):
+        yield from _own_fleet(tmp_path, port, client)
 
-    def start(port):
-        client = redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5)
-        return launch_redis(private_args(port, tmp_path), client), client
 
-    port, (proc, client) = on_free_port(start)
+def _own_fleet(tmp_path, port, client):
+    """Two hosts registered on ``client``'s Redis and a runtime of its own for it."""
     settings = Settings(
         broker_url=f"redis://127.0.0.1:{port}/0", fleet=2, windows=WINDOWS, ageing_seconds=0
     )
@@ -60,8 +59,6 @@ def own(tmp_path):
         yield rt
     finally:
         app.close()
-        proc.kill()
-        proc.wait(10)
 
 
 def window_open_at(rt: Runtime) -> dt.datetime:

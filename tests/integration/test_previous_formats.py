@@ -19,7 +19,7 @@ from tasks.queue_store import queue_page
 from tasks.registry import get_host, read_inventory
 from tasks.store import RecordStore
 from tests.conftest import require_redis
-from tests.redis_server import launch_redis, on_free_port, private_args
+from tests.redis_server import private_redis
 from workers.cookie import parse_cookie
 
 CAPTURED = sorted((Path(__file__).resolve().parents[1] / "formats").glob("*.json"))
@@ -44,18 +44,9 @@ def restore(client: redis.Redis, keys: dict[str, object]) -> None:
 def restored(tmp_path, request):
     require_redis()
     document = json.loads(request.param.read_text())
-
-    def start(port):
-        client = redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5)
-        return launch_redis(private_args(port, tmp_path), client), client
-
-    port, (proc, client) = on_free_port(start)
-    try:
+    with private_redis(tmp_path) as (port, client):
         restore(client, document["keys"])
         yield document, client, f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 @pytest.mark.parametrize("restored", CAPTURED, ids=[p.stem for p in CAPTURED], indirect=True)

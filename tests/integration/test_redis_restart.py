@@ -18,7 +18,7 @@ import redis
 from tasks.registry import read_inventory
 from tasks.store import RecordStore
 from tests.conftest import FAST_RECOVERY, require_redis
-from tests.helpers import cli, vm_xml
+from tests.helpers import cli, vm_xml, wait_terminal
 from tests.redis_server import launch_redis, on_free_port
 from vmigrate.fleet import LocalFleet
 
@@ -84,7 +84,7 @@ def test_queued_and_running_migrations_survive_a_redis_restart(persistent_redis,
 
         assert {store.get(q).state for q in queued} == {"queued"}
         assert client.hlen("vmigrate:queue") == 3
-        finals = [wait_terminal(store, m, 90) for m in [running, *queued]]
+        finals = [wait_terminal(m, 90, store) for m in [running, *queued]]
         assert [f.state for f in finals] == ["completed"] * 4, [(f.state, f.error) for f in finals]
         names = {d["name"] for d in read_inventory(client, "rb") if d["state"] == "running"}
         assert names == {"vm0", "vm1", "vm2", "vm3"}
@@ -116,13 +116,3 @@ def wait_for_state(store, migration_id, state, timeout=30.0):
             return
         time.sleep(0.02)
     raise AssertionError(f"{migration_id} never reached {state}")
-
-
-def wait_terminal(store, migration_id, timeout):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        record = store.get(migration_id)
-        if record is not None and record.terminal:
-            return record
-        time.sleep(0.1)
-    raise AssertionError(f"{migration_id} did not end: {store.get(migration_id)}")

@@ -22,9 +22,9 @@ import redis
 from tasks.registry import read_inventory
 from tasks.store import RecordStore
 from tests.conftest import FAST_RECOVERY, require_redis
-from tests.helpers import vm_xml
+from tests.helpers import vm_xml, wait_terminal
 from tests.previous_release import Release, build, latest_release
-from tests.redis_server import launch_redis, on_free_port, private_args
+from tests.redis_server import private_redis
 from vmigrate.fleet import LocalFleet
 
 HOSTS = ["u1", "u2", "u3", "u4"]
@@ -43,17 +43,8 @@ def previous() -> Release:
 @pytest.fixture
 def own_redis(tmp_path):
     require_redis()
-
-    def start(port):
-        client = redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5)
-        return launch_redis(private_args(port, tmp_path), client), client
-
-    port, (proc, client) = on_free_port(start)
-    try:
+    with private_redis(tmp_path) as (port, client):
         yield f"redis://127.0.0.1:{port}/0", client
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 @dataclass
@@ -80,15 +71,8 @@ class Bed:
             self.acknowledged.append(migration_id)
         return migration_id
 
-    def ended(self, migration_id: str, timeout: float = 120.0):
-        store = RecordStore(self.client, 3600)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            record = store.get(migration_id)
-            if record is not None and record.terminal:
-                return record
-            time.sleep(0.1)
-        raise AssertionError(f"{migration_id} did not end: {store.get(migration_id)}")
+    def ended(self, migration_id: str):
+        return wait_terminal(migration_id, 120, RecordStore(self.client, 3600))
 
     def where(self) -> dict[str, list[str]]:
         found: dict[str, list[str]] = {vm: [] for vm in VMS}
