@@ -103,11 +103,24 @@ def _execute(
         return _failure(exc.code, str(exc))
     except ValueError as exc:  # invalid XML or knobs that reached the driver
         return _failure(getattr(exc, "code", "INVALID_INPUT"), str(exc))
+    except Exception as exc:  # no declared kind: see _unexpected
+        return _unexpected(ctx, phase, exc)
     return flow.Outcome(True, outputs)
 
 
 def _failure(code: str, message: str) -> flow.Outcome:
     return flow.Outcome(False, error={"code": code, "message": message})
+
+
+def _unexpected(ctx: HostContext, phase: Phase, exc: Exception) -> flow.Outcome:
+    """A driver raised what it does not declare (a bug, a library's surprise). Sent again, the
+    phase would raise again for ever and the migration never end: it fails instead, and the
+    rollback the fault matrix proves for every phase takes over. The traceback is logged."""
+    log.error("%s on %s raised unexpectedly", phase.value, ctx.host, exc_info=exc)
+    return _failure(
+        "DRIVER_FAILED",
+        f"{phase.value} failed on {ctx.host} with an unexpected {type(exc).__name__}: {exc}",
+    )
 
 
 def _start_polling(
@@ -133,9 +146,16 @@ def run_poll(message: dict[str, Any], queue: str = "") -> str:
         return "ignored"
     job = job_for(record, Phase.PERFORM)
     maybe_crash("poll")
-    if record.cancel_requested:
-        ctx.driver.abort_outgoing(job)
-    status = ctx.driver.perform_status(job)
+    try:
+        if record.cancel_requested:
+            ctx.driver.abort_outgoing(job)
+        status = ctx.driver.perform_status(job)
+    except DriverError as exc:
+        status = TransferStatus(True, error=exc)
+    except Exception as exc:  # no declared kind: see _unexpected
+        ctx.publish_inventory()
+        complete(record.id, message["seq"], _unexpected(ctx, Phase.PERFORM, exc))
+        return "done"
     outcome = _ended_transfer(status)
     if outcome is None:
 
@@ -164,6 +184,8 @@ def _transfer_outcome(ctx: HostContext, job: MigrationJob) -> flow.Outcome | Non
         return _ended_transfer(ctx.driver.perform_status(job))
     except DriverError as exc:
         return _failure(exc.code, str(exc))
+    except Exception as exc:  # no declared kind: see _unexpected
+        return _unexpected(ctx, Phase.PERFORM, exc)
 
 
 def _ended_transfer(status: TransferStatus) -> flow.Outcome | None:

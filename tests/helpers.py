@@ -26,8 +26,16 @@ from tests.redis_server import PortLost, on_free_port
 V3_STATES = ["pending", "begin", "prepare", "perform", "finish", "confirm", "completed"]
 
 
-def vm_xml(name: str, memory_mib: int = 256, faults: tuple[str, ...] = (), dirty: int = 0) -> str:
+def vm_xml(
+    name: str,
+    memory_mib: int = 256,
+    faults: tuple[str, ...] = (),
+    dirty: int = 0,
+    bugs: tuple[str, ...] = (),
+) -> str:
+    """A sim guest; ``faults``: phases it fails with an error, ``bugs``: with an exception."""
     fault_xml = "".join(f'<sim:fault phase="{p}"/>' for p in faults)
+    fault_xml += "".join(f'<sim:fault phase="{p}" kind="bug"/>' for p in bugs)
     return (
         f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>{memory_mib}</memory>"
         f"<vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type></os>"

@@ -37,6 +37,9 @@ OUTCOMES = {
 SOURCE_PHASES = {"begin", "perform", "confirm"}
 CASES = [(v, p, "domain") for v, p in OUTCOMES if (v, p) != (1, "prepare")]
 CASES += [(1, "prepare", "name-clash")] + [(v, p, "host") for v, p in OUTCOMES]
+#: A bug: the driver raises what it never declares. The phase fails (DRIVER_FAILED) instead of
+#: being sent again for ever, and the same rollback follows.
+CASES += [(v, p, "bug") for v, p in OUTCOMES if (v, p) != (1, "prepare")]
 
 
 @pytest.mark.parametrize(
@@ -52,7 +55,12 @@ def test_fault_leaves_one_live_copy(fleet, version, phase, injected):
         call_host(destination, "define", {"xml": vm_xml(name)})
         call_host(destination, "start", {"name": name})
     else:
-        vm = running_vm(source, name, faults=(phase,) if injected == "domain" else ())
+        vm = running_vm(
+            source,
+            name,
+            faults=(phase,) if injected == "domain" else (),
+            bugs=(phase,) if injected == "bug" else (),
+        )
     if injected == "host":
         assert call_host(faulty_host, "faults", {"phases": [phase]}) == [phase]
     try:
@@ -71,6 +79,9 @@ def test_fault_leaves_one_live_copy(fleet, version, phase, injected):
     assert failed[0].name == phase and failed[0].error["message"]
     if injected == "host":
         assert f"host {faulty_host}'s --fail-phase" in failed[0].error["message"]
+    if injected == "bug":
+        assert failed[0].error["code"] == "DRIVER_FAILED"
+        assert "unexpected RuntimeError: bug injected" in failed[0].error["message"]
     if state == "failed":
         assert record.error["code"] and record.error["message"]
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 from workers import domxml
 from workers.drivers.base import DomainInfo, DriverError, InjectedFault
@@ -34,6 +35,18 @@ class SimConfig(HostConfig):
     faults: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True)
+class Fault:
+    """An injected failure: a reported error (``InjectedFault``), or a bug (any exception)."""
+
+    why: str
+    bug: bool = False
+
+    def throw(self, detail: str = "") -> NoReturn:
+        message = self.why + detail
+        raise RuntimeError(message) if self.bug else InjectedFault(message)
+
+
 class SimBase(HostDriver):
     NAME = "sim"
     config: SimConfig
@@ -47,18 +60,21 @@ class SimBase(HostDriver):
         self.faults = fault_phases(",".join(phases))
         return sorted(self.faults)
 
-    def _faulty(self, xml: str | None, phase: str) -> str | None:
-        """Why ``phase`` must fail (the host was told so, or the domain's metadata), or None."""
+    def _faulty(self, xml: str | None, phase: str) -> Fault | None:
+        """How ``phase`` must fail (the host was told so, or the domain's metadata), or None."""
         if phase in self.faults:
-            return f"fault injected in {phase} by host {self.config.host}'s --fail-phase"
-        if phase in read_knobs(xml).faults:
-            return f"fault injected in {phase} by the domain's sim metadata"
+            return Fault(f"fault injected in {phase} by host {self.config.host}'s --fail-phase")
+        knobs = read_knobs(xml)
+        if phase in knobs.bugs:
+            return Fault(f"bug injected in {phase} by the domain's sim metadata", bug=True)
+        if phase in knobs.faults:
+            return Fault(f"fault injected in {phase} by the domain's sim metadata")
         return None
 
     def _fault(self, xml: str | None, phase: str) -> None:
-        why = self._faulty(xml, phase)
-        if why:
-            raise InjectedFault(why)
+        fault = self._faulty(xml, phase)
+        if fault:
+            fault.throw()
 
     def _validate(self, dom: domxml.Domain) -> None:
         read_knobs(dom.xml)  # refuses knobs it cannot read

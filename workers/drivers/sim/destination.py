@@ -11,7 +11,6 @@ from workers.drivers.base import (
     PERSIST_DEST,
     DomainState,
     DriverError,
-    InjectedFault,
     MigrationJob,
     PrepareResult,
 )
@@ -111,7 +110,7 @@ class SimDestination(SimBase):
         faulty = self._faulty(inc["xml"], "finish")
         if faulty and job.version == 3:
             self._drop_incoming(job.migration_id, inc)
-            raise InjectedFault(faulty)
+            faulty.throw()
         dom = domxml.parse_domain(inc["xml"])
         existing = self.state.domains.get(dom.name)
         state: DomainState
@@ -125,7 +124,7 @@ class SimDestination(SimBase):
         inc["status"] = "finished"
         inc["result_cookie"] = self._cookie(job.domain, dom.uuid)
         if faulty:  # v1/v2: left paused "in case admin can fix things up", as libvirt does
-            raise InjectedFault(f"{faulty}; the guest is left paused on the destination")
+            faulty.throw("; the guest is left paused on the destination")
         return str(inc["result_cookie"])
 
     def _drop_incoming(self, migration_id: str, inc: dict[str, Any]) -> None:

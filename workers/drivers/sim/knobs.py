@@ -3,7 +3,11 @@
 <metadata>
   <sim:sim xmlns:sim="urn:vmigrate:sim:1" dirty-rate-mibps="200">
     <sim:fault phase="perform"/>
+    <sim:fault phase="prepare" kind="bug"/>
   </sim:sim>
+
+A fault is an error the driver reports (``INJECTED_FAULT``); ``kind="bug"`` makes the driver
+raise an exception of no kind it declares instead, as a bug or a library's surprise would.
 </metadata>
 """
 
@@ -21,6 +25,7 @@ FAULT_PHASES = ("begin", "prepare", "perform", "finish", "confirm")
 class SimKnobs:
     dirty_rate_mibps: float = 0.0
     faults: frozenset[str] = frozenset()
+    bugs: frozenset[str] = frozenset()
 
 
 def read_knobs(xml: str | None) -> SimKnobs:
@@ -38,12 +43,14 @@ def read_knobs(xml: str | None) -> SimKnobs:
         ) from None
     if rate < 0:
         raise ValueError("sim dirty-rate-mibps must not be negative")
-    faults = set()
+    found: dict[str, set[str]] = {"error": set(), "bug": set()}
     for fault in sim.findall(f"{{{NAMESPACE}}}fault"):
-        phase = fault.get("phase", "")
+        phase, kind = fault.get("phase", ""), fault.get("kind", "error")
         if phase not in FAULT_PHASES:
             raise ValueError(
                 f"sim fault phase must be one of {', '.join(FAULT_PHASES)}, not {phase!r}"
             )
-        faults.add(phase)
-    return SimKnobs(rate, frozenset(faults))
+        if kind not in found:
+            raise ValueError(f"sim fault kind must be error or bug, not {kind!r}")
+        found[kind].add(phase)
+    return SimKnobs(rate, frozenset(found["error"]), frozenset(found["bug"]))

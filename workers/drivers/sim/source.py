@@ -78,7 +78,8 @@ class SimSource(SimBase):
             transferred=plan.transferred,
             converges=plan.converges,
             fail_at=plan.duration / 2 if failing else None,
-            fail_why=failing,
+            fail_why=failing.why if failing else None,
+            fail_bug=bool(failing and failing.bug),
         )
         if LIVE not in job.flags:
             dom["state"] = "paused"
@@ -92,6 +93,8 @@ class SimSource(SimBase):
             elapsed = (time.time() - out["started_at"]) / self.config.time_scale
             stats = self._progress(out, elapsed, dom)
             if out["fail_at"] is not None and elapsed >= out["fail_at"]:
+                if out.get("fail_bug"):
+                    raise RuntimeError(out["fail_why"])  # the transfer left as it is
                 return self._fail_transfer(
                     out,
                     dom,
