@@ -3,6 +3,7 @@ docs/releases.md records for it (tags may not travel with a clone; the commit do
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -29,11 +30,27 @@ class Release:
         return [str(self.python), "-P", "-m", "vmigrate.cli"]
 
 
-def latest_release() -> tuple[str, str]:
-    """(version, commit) of the newest release docs/releases.md names."""
-    found = RELEASE.search((ROOT / "docs" / "releases.md").read_text())
-    assert found, "docs/releases.md names no release with its commit"
-    return found.group(1), found.group(2)
+def releases() -> list[tuple[str, str]]:
+    """(version, commit) of every release docs/releases.md names, newest first."""
+    text = (ROOT / "docs" / "releases.md").read_text()
+    sections = re.split(r"^(?=## )", text, flags=re.M)
+    found = [RELEASE.match(section) for section in sections]
+    return [(m.group(1), m.group(2)) for m in found if m]
+
+
+def previous_release() -> tuple[str, str]:
+    """The release to upgrade from: the newest, or ``VMIGRATE_UPGRADE_FROM=VERSION`` (any
+    release docs/releases.md records, to try an older fleet's upgrade)."""
+    known = releases()
+    assert known, "docs/releases.md names no release with its commit"
+    wanted = os.environ.get("VMIGRATE_UPGRADE_FROM")
+    if not wanted:
+        return known[0]
+    chosen = [r for r in known if r[0] == wanted]
+    assert chosen, (
+        f"VMIGRATE_UPGRADE_FROM={wanted}: docs/releases.md records {[v for v, _ in known]}"
+    )
+    return chosen[0]
 
 
 def build(version: str, commit: str) -> Release:

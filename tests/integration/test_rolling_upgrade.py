@@ -23,7 +23,7 @@ from tasks.registry import read_inventory
 from tasks.store import RecordStore
 from tests.conftest import FAST_RECOVERY, require_redis
 from tests.helpers import vm_xml, wait_terminal
-from tests.previous_release import Release, build, latest_release
+from tests.previous_release import Release, build, previous_release
 from tests.redis_server import private_redis
 from vmigrate.fleet import LocalFleet
 
@@ -34,7 +34,7 @@ NEW_CLI = [sys.executable, "-m", "vmigrate.cli"]
 
 @pytest.fixture(scope="module")
 def previous() -> Release:
-    version, commit = latest_release()
+    version, commit = previous_release()
     if version == metadata.version("vmigrate"):
         pytest.fail(f"this checkout still calls itself {version}, the last release's number")
     return build(version, commit)
