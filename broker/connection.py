@@ -53,8 +53,9 @@ _CONNECTION: dict[str, Any] = {
     "health_check_interval": 25,
 }
 #: Behind Sentinel, a command that meets a dead or demoted master is sent again (to the master
-#: the sentinels name then) for about as long as a failover takes.
-FAILOVER_RETRIES = 12
+#: the sentinels name then) for about 30 s: a failover with deploy/redis/sentinel.conf's
+#: 5 s down-after-milliseconds takes about 8 s.
+FAILOVER_RETRIES = 18
 
 
 @functools.lru_cache(maxsize=8)
@@ -69,6 +70,26 @@ def redis_client(broker_url: str, master: str = "vmigrate", sentinel_password: s
     return client
 
 
+class FollowingConnection(redis.sentinel.SentinelManagedConnection):
+    """A connection to the master that asks the sentinels where it is on every reconnection.
+
+    redis-py 8's ``SentinelManagedConnection`` asks only in ``connect()``; a command sent again
+    after a connection error reconnects through ``connect_check_health()`` to the address of its
+    last connection, the dead master, for as long as its retries last (found by
+    tests/integration/test_sentinel_failover.py: a submission's ``WAIT`` failed that way)."""
+
+    def connect_check_health(
+        self, check_health: bool = True, retry_socket_connect: bool = True
+    ) -> None:
+        if not self._sock and self.connection_pool.is_master:
+            self.host, self.port = self.connection_pool.get_master_address()
+        super().connect_check_health(check_health, retry_socket_connect)
+
+
+class FollowingSSLConnection(FollowingConnection, redis.SSLConnection):
+    pass
+
+
 def _tls(address: SentinelURL) -> dict[str, Any]:
     return {"ssl": True, **address.tls_options()} if address.tls else {}
 
@@ -80,6 +101,7 @@ def _sentinel_client(address: SentinelURL, master: str, sentinel_password: str) 
     retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), FAILOVER_RETRIES)
     client: Client = watchers.master_for(  # type: ignore[no-untyped-call]
         master,
+        connection_class=FollowingSSLConnection if address.tls else FollowingConnection,
         decode_responses=True,
         db=address.db,
         username=address.username,

@@ -18,6 +18,8 @@ def take(client: Client, record: MigrationRecord) -> None:
     guard = keys.active_domain(record.source, record.domain)
     if not client.set(guard, record.id, nx=True):
         holder = client.get(guard) or "unknown"
+        if holder == record.id:  # this very write, sent again after its answer was lost
+            return
         raise Refused(
             "MIGRATION_IN_PROGRESS",
             f"another migration ({holder!s}) is already running for domain {record.domain!r} "

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 
 from broker import keys
 from broker.connection import Client, text
@@ -14,18 +15,32 @@ from tasks.compat import known_fields
 from tasks.release_rules import QueueEntry, line_of
 
 
+@dataclass(frozen=True)
+class QueueWrite:
+    """What storing one queue entry writes: the entry, its line and place there, its deadline."""
+
+    id: str
+    entry: str  # JSON
+    line: str
+    score: float
+    deadline: float  # 0: none
+
+
+def queue_write(entry: QueueEntry, ageing: float) -> QueueWrite:
+    """``ageing``: the seconds per priority step that order a line."""
+    score = line_score(entry.candidate(), ageing)
+    return QueueWrite(entry.id, json.dumps(entry.__dict__), line_of(entry), score, entry.deadline)
+
+
 def enqueue(client: Client, ageing: float, *entries: QueueEntry) -> None:
-    """Store (or rewrite) queued migrations and their places in their lines, in one round trip
-    (``ageing``: the seconds per priority step that order a line)."""
+    """Store (or rewrite) queued migrations and their places in their lines, in one round trip."""
     with client.pipeline() as pipe:
-        for entry in entries:
-            pipe.hset(keys.queue(), entry.id, json.dumps(entry.__dict__))
-            pipe.zadd(
-                keys.queue_line(line_of(entry)), {entry.id: line_score(entry.candidate(), ageing)}
-            )
-            pipe.sadd(keys.queue_lines(), line_of(entry))
-            if entry.deadline:
-                pipe.zadd(keys.queue_deadlines(), {entry.id: entry.deadline})
+        for write in (queue_write(entry, ageing) for entry in entries):
+            pipe.hset(keys.queue(), write.id, write.entry)
+            pipe.zadd(keys.queue_line(write.line), {write.id: write.score})
+            pipe.sadd(keys.queue_lines(), write.line)
+            if write.deadline:
+                pipe.zadd(keys.queue_deadlines(), {write.id: write.deadline})
         pipe.execute()
 
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from broker import keys
 from broker.connection import Client, text
 from tasks.errors import Refused
 from tasks.lua import lua_script
 from tasks.record import MigrationRecord, epoch
+
+if TYPE_CHECKING:
+    from tasks.queue_store import QueueWrite
 
 T = TypeVar("T")
 
@@ -52,6 +55,7 @@ def event_fields(record: MigrationRecord, previous: str | None) -> dict[str, str
 
 
 _SWAP = lua_script("swap_record")  # KEYS and ARGV: see swap_record.lua
+_CREATE = lua_script("create_record")  # KEYS and ARGV: see create_record.lua
 
 
 class RecordStore:
@@ -59,29 +63,43 @@ class RecordStore:
         self.redis = client
         self.record_ttl = record_ttl
         self._swap = client.register_script(_SWAP)
+        self._create = client.register_script(_CREATE)
 
     def get(self, migration_id: str) -> MigrationRecord | None:
         found = self.redis.get(keys.migration(migration_id))
         return MigrationRecord.from_json(text(found)) if found else None
 
-    def create(self, record: MigrationRecord) -> bool:
-        """Store a new record; False if the id exists already (duplicate submission)."""
-        created = self.redis.set(keys.migration(record.id), record.to_json(), nx=True)
-        if not created:
-            return False
-        with self.redis.pipeline() as pipe:
-            pipe.zadd(keys.migrations(), {record.id: epoch(record.created)})
-            pipe.sadd(keys.not_ended(), record.id)
-            if record.admitted:
-                pipe.sadd(keys.admitted_not_ended(), record.id)
-            pipe.xadd(
+    def create(self, record: MigrationRecord, queued: QueueWrite | None = None) -> bool:
+        """Store a new record with its indexes, first event and, ``queued``, its queue entry,
+        all at once; False if the id exists already (a duplicate submission)."""
+        line = queued.line if queued else "-"
+        event = event_fields(record, None)
+        created = self._create(
+            keys=[
+                keys.migration(record.id),
+                keys.migrations(),
+                keys.not_ended(),
                 keys.events(),
-                event_fields(record, None),  # type: ignore[arg-type]
-                maxlen=EVENTS_MAXLEN,
-                approximate=True,
-            )
-            pipe.execute()
-        return True
+                keys.admitted_not_ended(),
+                keys.queue(),
+                keys.queue_line(line),
+                keys.queue_lines(),
+                keys.queue_deadlines(),
+            ],
+            args=[
+                record.to_json(),
+                epoch(record.created),
+                "1" if record.admitted else "0",
+                record.id,
+                EVENTS_MAXLEN,
+                queued.entry if queued else "",
+                line,
+                queued.score if queued else 0,
+                str(queued.deadline) if queued and queued.deadline else "0",
+                *(item for pair in event.items() for item in pair),
+            ],
+        )
+        return bool(created)
 
     def update(
         self,

@@ -32,8 +32,8 @@ from tasks.errors import Refused
 from tasks.flags import validate_flags
 from tasks.negotiation import Wants, negotiate
 from tasks.placement import drivers_compatible
-from tasks.publish import publish_start
-from tasks.queue_store import enqueue
+from tasks.publish import BROKER_ERRORS, publish_start
+from tasks.queue_store import queue_write
 from tasks.record import MigrationRecord, new_migration_id
 from tasks.registry import HostInfo, read_hosts
 from tasks.release_rules import QueueEntry, classify, load_windows
@@ -323,18 +323,29 @@ def _admit_or_queue(rt: Runtime, record: MigrationRecord, entry: QueueEntry) -> 
     # A slot whose record never got written (a crash here) is reclaimed by a tick.
     admitted = due and take_slots(rt.redis, [entry.candidate()], Limits.of(rt.settings), True)
     record.state = (State.PENDING if admitted else State.WAITING if due else State.QUEUED).value
-    if not rt.store.create(record):
+    entry.state = record.state
+    queued = None if admitted else queue_write(entry, rt.settings.ageing_seconds)
+    if not rt.store.create(record, queued):
         if admitted:
             release_slot(rt.redis, record.id)
         domain_guard.release(rt.redis, record)
         raise Refused("DUPLICATE_ID", f"a migration with id {record.id!r} already exists")
     if admitted:
-        publish_start(record.id, rt)
+        try:
+            publish_start(record.id, rt)
+        except BROKER_ERRORS as exc:  # the record holds it: the sweeper starts it instead
+            log.warning(
+                "migration %s: its start message was not sent (%s); it starts within %.0f s",
+                record.id,
+                exc,
+                rt.settings.phase_timeout,
+            )
         return record
-    entry.state = record.state
-    enqueue(rt.redis, rt.settings.ageing_seconds, entry)
     if due:
-        tick(rt=rt)  # others wait ahead of it: admit in priority order now, not at the next tick
+        try:
+            tick(rt=rt)  # others wait ahead of it: admit in priority order now, not later
+        except BROKER_ERRORS as exc:  # it is queued: the dispatchers' next tick admits it
+            log.warning("migration %s waits for the next tick (%s)", record.id, exc)
     return rt.store.get(record.id) or record
 
 

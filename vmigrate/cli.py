@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -220,6 +221,17 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
+def lost_the_broker(exc: Exception) -> bool:
+    """``exc`` says the broker went out of reach (redis-py's, or kombu's when it is loaded)."""
+    import redis  # noqa: PLC0415
+
+    kombu = sys.modules.get("kombu.exceptions")
+    kinds: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+    if kombu is not None:
+        kinds += (kombu.OperationalError,)
+    return isinstance(exc, kinds)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from broker.settings import ConfigError  # noqa: PLC0415 (after argument errors, before work)
@@ -233,6 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"vmigrate: configuration: {exc} [CONFIG_INVALID]", file=sys.stderr)
         return EXIT_REFUSED
+    except Exception as exc:
+        if not lost_the_broker(exc):
+            raise
+        if os.environ.get("VMIGRATE_DEBUG"):  # where it was lost, for a bug report
+            traceback.print_exc()
+        print(f"vmigrate: lost the broker: {exc} [BROKER_UNREACHABLE]", file=sys.stderr)
+        return EXIT_UNREACHABLE
     except KeyboardInterrupt:
         return 130
 

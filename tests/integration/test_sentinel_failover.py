@@ -207,6 +207,8 @@ class Stream:
     store: RecordStore
     acknowledged: list[str] = field(default_factory=list)
     calls: list[tuple[float, float, bool]] = field(default_factory=list)  # start, end, accepted
+    errors: list[str] = field(default_factory=list)  # what the CLI said when it failed
+    tracebacks: list[str] = field(default_factory=list)  # with VMIGRATE_DEBUG=1
     stop: threading.Event = field(default_factory=threading.Event)
 
     def submit(self, vm: str, source: str, destination: str, *extra: str) -> None:
@@ -219,6 +221,9 @@ class Stream:
         self.calls.append((start, time.time(), accepted))
         if accepted:
             self.acknowledged.append(done.stdout.strip())
+        else:
+            self.errors.append(done.stderr.strip().splitlines()[-1][-300:])
+            self.tracebacks.append(done.stderr)
 
     def run(self, location: dict[str, str]) -> None:
         """Move each VM on, one migration in flight per VM, until told to stop."""
@@ -243,14 +248,36 @@ class Stream:
             self.submit(vm, source, destination, *extra)
             if len(self.acknowledged) > before:
                 latest[vm] = self.acknowledged[-1]
+            else:  # refused, or its answer lost: look where the VM is now
+                location[vm] = self.host_of(vm) or location[vm]
+
+    def host_of(self, vm: str) -> str | None:
+        for host in HOSTS:
+            for dom in read_inventory(self.store.redis, host) or []:
+                if dom["name"] == vm and dom["state"] == "running":
+                    return host
+        return None
 
 
 def wait_all_ended(store: RecordStore, ids: list[str], timeout: float = 180.0) -> list:
+    if not ids:
+        return []
+
     def ended():
         records = [store.get(i) for i in ids]
         return records if all(r is not None and r.terminal for r in records) else None
 
-    return until(ended, "every acknowledged migration ending", timeout, every=0.5)
+    try:
+        return until(ended, "every acknowledged migration ending", timeout, every=0.5)
+    except AssertionError:
+        left = [store.get(i) for i in ids]
+        raise AssertionError(
+            [
+                (i, r and (r.state, r.step, r.updated))
+                for i, r in zip(ids, left, strict=True)
+                if not (r and r.terminal)
+            ]
+        ) from None
 
 
 def one_host_each(client, records_by_vm) -> dict[str, str]:
@@ -305,6 +332,7 @@ def test_the_fleet_rides_out_two_sentinel_failovers(bed, tmp_path, record_proper
         "VMIGRATE_SENTINEL_MASTER": MASTER,
         **FAST_RECOVERY,
         "VMIGRATE_CONFIG": "",
+        "VMIGRATE_DEBUG": "1",  # a command that loses the broker says where
     }
     home = tmp_path / "home"
     client = redis_client(url, MASTER)
@@ -337,7 +365,13 @@ def test_the_fleet_rides_out_two_sentinel_failovers(bed, tmp_path, record_proper
 
         records = wait_all_ended(store, list(stream.acknowledged))
         assert len(set(stream.acknowledged)) == len(stream.acknowledged) >= 12
-        assert client.zcard(keys.migrations()) == len(stream.acknowledged)  # none lost, none extra
+        # None lost. A record nobody was told of may exist only for a call that failed (its
+        # answer lost in the failover): it must end like the others.
+        recorded = client.zrange(keys.migrations(), 0, -1)
+        assert set(stream.acknowledged) <= set(recorded)
+        untold = [i for i in recorded if i not in set(stream.acknowledged)]
+        assert len(untold) <= len(stream.errors), (untold, stream.errors)
+        records += wait_all_ended(store, untold)
         for r in records:
             assert r.state in ("completed", "failed"), (r.id, r.state, r.error)
             if r.state == "failed":
@@ -357,10 +391,13 @@ def test_the_fleet_rides_out_two_sentinel_failovers(bed, tmp_path, record_proper
         still = [standstill(client, killed) for killed, _ in kills]
         record_property("failover_no_submission_seconds", [round(o, 2) for o in refused])
         record_property("failover_no_state_change_seconds", [round(s, 2) for s in still])
+        for told in stream.tracebacks:
+            print("\n" + told[-3000:])
         print(
             f"\n{len(records)} migrations ({completed} completed) across two failovers; "
             f"submissions accepted again {refused[0]:.1f} s and {refused[1]:.1f} s after the "
-            f"kill; no state changed for {still[0]:.1f} s and {still[1]:.1f} s"
+            f"kill; no state changed for {still[0]:.1f} s and {still[1]:.1f} s; "
+            f"{len(stream.errors)} submissions refused or unanswered: {stream.errors}"
         )
     finally:
         stream.stop.set()
