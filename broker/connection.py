@@ -8,6 +8,7 @@ and ``sentinel://s1:26379;sentinel://s2:26379;...`` (Redis behind Sentinel, brok
 from __future__ import annotations
 
 import functools
+import sys
 from typing import Any, TypeAlias
 from urllib.parse import parse_qs, urlsplit
 
@@ -90,26 +91,32 @@ class FollowingSSLConnection(FollowingConnection, redis.SSLConnection):
     pass
 
 
-def _tls(address: SentinelURL) -> dict[str, Any]:
-    return {"ssl": True, **address.tls_options()} if address.tls else {}
+def _master_options(address: SentinelURL) -> dict[str, Any]:
+    """How both clients (sync and asyncio) connect to the master the sentinels name."""
+    return {
+        "decode_responses": True,
+        "db": address.db,
+        "username": address.username,
+        "password": address.password,
+        "retry_on_error": [redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
+        **_CONNECTION,
+        **({"ssl": True, **address.tls_options()} if address.tls else {}),
+    }
+
+
+def _failover_backoff() -> ExponentialBackoff:
+    return ExponentialBackoff(cap=2.0, base=0.1)
 
 
 def _sentinel_client(address: SentinelURL, master: str, sentinel_password: str) -> Client:
     watchers = redis.sentinel.Sentinel(  # type: ignore[no-untyped-call]
         list(address.sentinels), sentinel_kwargs=sentinel_kwargs(address, sentinel_password)
     )
-    retry = Retry(ExponentialBackoff(cap=2.0, base=0.1), FAILOVER_RETRIES)
     client: Client = watchers.master_for(  # type: ignore[no-untyped-call]
         master,
         connection_class=FollowingSSLConnection if address.tls else FollowingConnection,
-        decode_responses=True,
-        db=address.db,
-        username=address.username,
-        password=address.password,
-        retry=retry,
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
-        **_CONNECTION,
-        **_tls(address),
+        retry=Retry(_failover_backoff(), FAILOVER_RETRIES),
+        **_master_options(address),
     )
     return client
 
@@ -129,16 +136,20 @@ def async_redis_client(
     )
     client: redis.asyncio.Redis = watchers.master_for(
         master,
-        decode_responses=True,
-        db=address.db,
-        username=address.username,
-        password=address.password,
-        retry=redis.asyncio.retry.Retry(ExponentialBackoff(cap=2.0, base=0.1), FAILOVER_RETRIES),
-        retry_on_error=[redis.ConnectionError, redis.TimeoutError, redis.ReadOnlyError],
-        **_CONNECTION,
-        **_tls(address),
+        retry=redis.asyncio.retry.Retry(_failover_backoff(), FAILOVER_RETRIES),
+        **_master_options(address),
     )
     return client
+
+
+def lost_the_broker(exc: BaseException) -> bool:
+    """``exc`` says the broker went out of reach: redis-py's errors, or kombu's when kombu is
+    loaded (a process that never published has none to raise, and need not import it)."""
+    kombu = sys.modules.get("kombu.exceptions")
+    kinds: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
+    if kombu is not None:
+        kinds += (kombu.OperationalError,)
+    return isinstance(exc, kinds)
 
 
 def persistence_warning(client: Client) -> str | None:

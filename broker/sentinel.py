@@ -43,9 +43,9 @@ class SentinelURL:
         auth = ""
         if self.password is not None or self.username:
             auth = f"{quote(self.username or '')}:{quote(self.password or '', safe='')}@"
-        first, *rest = (f"{SCHEME}://{host}:{port}" for host, port in self.sentinels)
-        first = f"{SCHEME}://{auth}{first.removeprefix(SCHEME + '://')}/{self.db}"
-        return ";".join([first, *rest])
+        (host, port), *rest = self.sentinels
+        first = f"{SCHEME}://{auth}{host}:{port}/{self.db}"
+        return ";".join([first, *(f"{SCHEME}://{h}:{p}" for h, p in rest)])
 
     def tls_options(self) -> dict[str, str]:
         return dict(self.tls)

@@ -116,11 +116,27 @@ def _unexpected(ctx: HostContext, phase: Phase, exc: Exception) -> flow.Outcome:
     """A driver raised what it does not declare (a bug, a library's surprise). Sent again, the
     phase would raise again for ever and the migration never end: it fails instead, and the
     rollback the fault matrix proves for every phase takes over. The traceback is logged."""
+    error = _unexpected_error(ctx, phase, exc)
+    return _failure(error.code, str(error))
+
+
+def _unexpected_error(ctx: HostContext, phase: Phase, exc: Exception) -> DriverError:
     log.error("%s on %s raised unexpectedly", phase.value, ctx.host, exc_info=exc)
-    return _failure(
-        "DRIVER_FAILED",
-        f"{phase.value} failed on {ctx.host} with an unexpected {type(exc).__name__}: {exc}",
-    )
+    message = f"{phase.value} failed on {ctx.host} with an unexpected {type(exc).__name__}: {exc}"
+    return DriverError(message, "DRIVER_FAILED")
+
+
+def _transfer_status(ctx: HostContext, job: MigrationJob, abort: bool = False) -> TransferStatus:
+    """The outgoing transfer now (aborted first if asked): a driver error of any kind ends it,
+    as a failed transfer, rather than leaving the poll to meet it again for ever."""
+    try:
+        if abort:
+            ctx.driver.abort_outgoing(job)
+        return ctx.driver.perform_status(job)
+    except DriverError as exc:
+        return TransferStatus(True, error=exc)
+    except Exception as exc:  # no declared kind: see _unexpected
+        return TransferStatus(True, error=_unexpected_error(ctx, Phase.PERFORM, exc))
 
 
 def _start_polling(
@@ -146,16 +162,7 @@ def run_poll(message: dict[str, Any], queue: str = "") -> str:
         return "ignored"
     job = job_for(record, Phase.PERFORM)
     maybe_crash("poll")
-    try:
-        if record.cancel_requested:
-            ctx.driver.abort_outgoing(job)
-        status = ctx.driver.perform_status(job)
-    except DriverError as exc:
-        status = TransferStatus(True, error=exc)
-    except Exception as exc:  # no declared kind: see _unexpected
-        ctx.publish_inventory()
-        complete(record.id, message["seq"], _unexpected(ctx, Phase.PERFORM, exc))
-        return "done"
+    status = _transfer_status(ctx, job, abort=record.cancel_requested)
     outcome = _ended_transfer(status)
     if outcome is None:
 
@@ -180,12 +187,7 @@ def run_poll(message: dict[str, Any], queue: str = "") -> str:
 
 def _transfer_outcome(ctx: HostContext, job: MigrationJob) -> flow.Outcome | None:
     """Perform's outcome if its transfer has ended, None while it still runs."""
-    try:
-        return _ended_transfer(ctx.driver.perform_status(job))
-    except DriverError as exc:
-        return _failure(exc.code, str(exc))
-    except Exception as exc:  # no declared kind: see _unexpected
-        return _unexpected(ctx, Phase.PERFORM, exc)
+    return _ended_transfer(_transfer_status(ctx, job))
 
 
 def _ended_transfer(status: TransferStatus) -> flow.Outcome | None:

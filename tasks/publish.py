@@ -7,21 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-import redis
-from kombu.exceptions import OperationalError
-
 from broker.queues import DISPATCHER, host_queue
 from tasks import flow
 from tasks.protocol import Phase, Step
 from tasks.record import MigrationRecord
 from tasks.runtime import Runtime, runtime
-
-#: What publishing raises when the broker is out of reach (a restart, a failover in progress).
-BROKER_ERRORS: tuple[type[Exception], ...] = (
-    OperationalError,
-    redis.ConnectionError,
-    redis.TimeoutError,
-)
 
 PHASE_TASK = "vmigrate.host.phase"
 POLL_TASK = "vmigrate.host.poll"

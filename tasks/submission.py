@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.callback_urls import BadURL, allowed
-from broker.connection import Client
+from broker.connection import Client, lost_the_broker
 from broker.queues import InvalidHostName, check_host_name
 from broker.replication import held_by_a_replica
 from broker.settings import Settings
@@ -32,7 +32,7 @@ from tasks.errors import Refused
 from tasks.flags import validate_flags
 from tasks.negotiation import Wants, negotiate
 from tasks.placement import drivers_compatible
-from tasks.publish import BROKER_ERRORS, publish_start
+from tasks.publish import publish_start
 from tasks.queue_store import queue_write
 from tasks.record import MigrationRecord, new_migration_id
 from tasks.registry import HostInfo, read_hosts
@@ -333,7 +333,10 @@ def _admit_or_queue(rt: Runtime, record: MigrationRecord, entry: QueueEntry) -> 
     if admitted:
         try:
             publish_start(record.id, rt)
-        except BROKER_ERRORS as exc:  # the record holds it: the sweeper starts it instead
+        except Exception as exc:
+            if not lost_the_broker(exc):
+                raise
+            # the record holds it: the sweeper starts it instead
             log.warning(
                 "migration %s: its start message was not sent (%s); it starts within %.0f s",
                 record.id,
@@ -344,7 +347,10 @@ def _admit_or_queue(rt: Runtime, record: MigrationRecord, entry: QueueEntry) -> 
     if due:
         try:
             tick(rt=rt)  # others wait ahead of it: admit in priority order now, not later
-        except BROKER_ERRORS as exc:  # it is queued: the dispatchers' next tick admits it
+        except Exception as exc:
+            if not lost_the_broker(exc):
+                raise
+            # it is queued: the dispatchers' next tick admits it
             log.warning("migration %s waits for the next tick (%s)", record.id, exc)
     return rt.store.get(record.id) or record
 

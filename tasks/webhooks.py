@@ -29,6 +29,7 @@ from broker.connection import Client
 from broker.settings import Settings
 from tasks.events import as_event, latest_event_id, order
 from tasks.lua import lua_script
+from tasks.store import RecordStore
 from tasks.webhook_signing import EVENT_HEADER, SIGNATURE_HEADER, signature_header
 
 log = logging.getLogger(__name__)
@@ -65,16 +66,16 @@ def expired(event_id: str, now: float, give_up: float) -> bool:
     return now - order(event_id)[0] / 1000 > give_up
 
 
-def _callbacks(client: Client, ids: set[str]) -> dict[str, str | None]:
+def _callbacks(store: RecordStore, ids: set[str]) -> dict[str, str | None]:
     """Each migration's callback URL, read from its record."""
     wanted = sorted(ids)
-    found: list[Any] = client.mget([keys.migration(i) for i in wanted]) if wanted else []  # type: ignore[assignment]
-    pairs = zip(wanted, found, strict=True)
+    pairs = zip(wanted, store.get_raw_many(wanted), strict=True)
     return {i: json.loads(raw).get("callback") if raw else None for i, raw in pairs}
 
 
-def fan_out(client: Client, subscribers: tuple[str, ...]) -> int:
+def fan_out(store: RecordStore, subscribers: tuple[str, ...]) -> int:
     """Hand the next events to the outboxes; the number handed (0: none, or another won)."""
+    client = store.redis
     cursor = client.get(keys.webhook_cursor())
     if cursor is None:  # the first dispatcher with webhooks: start with what comes next
         client.set(keys.webhook_cursor(), latest_event_id(client), nx=True)
@@ -83,7 +84,7 @@ def fan_out(client: Client, subscribers: tuple[str, ...]) -> int:
     entries = found[0][1] if found else []
     if not entries:
         return 0
-    callbacks = _callbacks(client, {fields["id"] for _, fields in entries})
+    callbacks = _callbacks(store, {fields["id"] for _, fields in entries})
     pushes: list[str] = []
     for event_id, fields in entries:
         body = json.dumps(as_event(event_id, fields))

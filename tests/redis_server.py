@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO, TypeVar
+from typing import IO, Any, TypeVar
 
 import redis
 
@@ -95,12 +95,16 @@ def _answering(
 
 
 @contextlib.contextmanager
-def private_redis(directory: Path, *extra: str) -> Iterator[tuple[int, redis.Redis]]:
-    """A throwaway redis-server of the caller's own (``private_args``) on a free port, and a
-    client of it; ended by its pid on the way out."""
+def private_redis(
+    directory: Path, *extra: str, **client_options: Any
+) -> Iterator[tuple[int, redis.Redis]]:
+    """A throwaway redis-server of the caller's own (``private_args``, then ``extra``) on a free
+    port, and a client of it (``client_options``: a user, a password...); ended by its pid on the
+    way out."""
 
     def start(port: int) -> tuple[subprocess.Popen[bytes], redis.Redis]:
-        client = redis.Redis(port=port, decode_responses=True, socket_connect_timeout=0.5)
+        options = {"decode_responses": True, "socket_connect_timeout": 0.5, **client_options}
+        client = redis.Redis(port=port, **options)
         return launch_redis(private_args(port, directory, *extra), client), client
 
     port, (proc, client) = on_free_port(start)

@@ -221,20 +221,10 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def lost_the_broker(exc: Exception) -> bool:
-    """``exc`` says the broker went out of reach (redis-py's, or kombu's when it is loaded)."""
-    import redis  # noqa: PLC0415
-
-    kombu = sys.modules.get("kombu.exceptions")
-    kinds: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
-    if kombu is not None:
-        kinds += (kombu.OperationalError,)
-    return isinstance(exc, kinds)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from broker.settings import ConfigError  # noqa: PLC0415 (after argument errors, before work)
+    from broker.connection import lost_the_broker  # noqa: PLC0415 (after argument errors)
+    from broker.settings import ConfigError  # noqa: PLC0415
     from tasks.errors import VMigrateError  # noqa: PLC0415
 
     try:

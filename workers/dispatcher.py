@@ -33,7 +33,7 @@ def run_dispatcher(
     rt = runtime()
     if wanted(rt.settings):
         threading.Thread(
-            target=run_webhooks, args=(stop, rt.redis, rt.settings), daemon=True, name="webhooks"
+            target=run_webhooks, args=(stop, rt.store, rt.settings), daemon=True, name="webhooks"
         ).start()
     try:
         run_celery_worker(DISPATCHER, f"dispatcher-{os.getpid()}@vmigrate", loglevel)

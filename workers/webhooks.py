@@ -13,8 +13,8 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 
-from broker.connection import Client
 from broker.settings import Settings
+from tasks.store import RecordStore
 from tasks.webhooks import deliver, fan_out, receivers
 
 log = logging.getLogger(__name__)
@@ -53,12 +53,13 @@ def wanted(settings: Settings) -> bool:
     return bool(settings.webhook_allow or settings.webhook_subscribers)
 
 
-def run_webhooks(stop: threading.Event, client: Client, settings: Settings) -> None:
+def run_webhooks(stop: threading.Event, store: RecordStore, settings: Settings) -> None:
     """Fan out and deliver every ``ROUND_SECONDS`` until ``stop`` is set."""
+    client = store.redis
     with ThreadPoolExecutor(SENDERS, thread_name_prefix="webhook") as senders:
         while not stop.wait(ROUND_SECONDS):
             try:
-                while fan_out(client, settings.webhook_subscribers):
+                while fan_out(store, settings.webhook_subscribers):
                     pass
                 urls = receivers(client)
                 list(senders.map(lambda url: deliver(client, url, post, settings), urls))

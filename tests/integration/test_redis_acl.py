@@ -9,7 +9,7 @@ import redis
 
 from tests.conftest import FAST_RECOVERY
 from tests.helpers import migrate_on_own_broker
-from tests.redis_server import launch_redis, on_free_port, private_args
+from tests.redis_server import private_redis
 
 ACL = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl.example"
 PASSWORD = "s3cret-for-the-test-only-0123456789"
@@ -27,23 +27,9 @@ def acl_redis(tmp_path):
         + "\n"
     )
 
-    def start(port):
-        client = redis.Redis(
-            port=port,
-            username="vmigrate",
-            password=PASSWORD,
-            decode_responses=True,
-            socket_connect_timeout=0.5,
-            retry_on_error=[],
-        )
-        return launch_redis(private_args(port, tmp_path, "--aclfile", str(acl)), client), client
-
-    port, (proc, client) = on_free_port(start)
-    try:
+    acl_user = {"username": "vmigrate", "password": PASSWORD, "retry_on_error": []}
+    with private_redis(tmp_path, "--aclfile", str(acl), **acl_user) as (port, client):
         yield port, client
-    finally:
-        proc.kill()
-        proc.wait(10)
 
 
 def test_a_fleet_runs_as_the_acl_user_and_the_reader_cannot_write(acl_redis, tmp_path):
